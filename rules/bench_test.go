@@ -1,0 +1,44 @@
+package rules
+
+import "testing"
+
+// BenchmarkEvaluate measures the hot path of a typical two-query rule set,
+// compiled once, as the scaler runs it on every poll.
+func BenchmarkEvaluate(b *testing.B) {
+	rs := mustParse(b, `
+ruleSets:
+- name: chat
+  queries:
+    waiting: sum(w)
+    running: sum(r)
+  replicas: max(waiting / 4, running / 8)
+  active: waiting > 0 || running > 0
+  max: 16
+`)
+	results := []Result{{Values: []float64{9}}, {Values: []float64{17}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rs.Evaluate(results); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRender measures filling the templates for one ScaledObject.
+func BenchmarkRender(b *testing.B) {
+	rs := mustParse(b, `
+ruleSets:
+- name: chat
+  queries:
+    waiting: sum(vllm:num_requests_waiting{namespace="$namespace", model_name="$model"})
+  replicas: waiting
+  max: 16
+`)
+	md := map[string]string{"model": "llama-3-8b"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rs.Render("ml", "chat", md); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,247 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/file"
+	exprparser "github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	// maxNodes bounds the size of one expression.
+	maxNodes = 500
+	// memoryBudget bounds what one evaluation may allocate (in expr's units:
+	// array elements, map entries, string bytes), so that a rule such as
+	// map(1..1e9, #) fails fast instead of exhausting the scaler.
+	memoryBudget = 100_000
+
+	seriesVar   = "series"
+	replicasVar = "replicas"
+)
+
+// reservedName says why name cannot name a query, or returns "".
+func reservedName(name string) string {
+	switch name {
+	case seriesVar, replicasVar, "inflight", "queued", "current", "ready":
+		// Variables the expressions give a meaning of their own, or will.
+		return "is a built-in variable"
+	case "true", "false", "nil", "in", "not", "and", "or", "matches", "contains", "startsWith", "endsWith", "let", "if", "else":
+		return "is an expr keyword"
+	}
+	if slices.Contains(builtin.Names, name) {
+		return "is an expr built-in function"
+	}
+	return ""
+}
+
+// Query is one named PromQL template of a rule set.
+type Query struct {
+	// Name is the query's variable in expressions.
+	Name string
+	// Template is the query as written, with $variables.
+	Template string
+	// Bare is true when an expression uses the query as a number, which needs
+	// a result of exactly one sample or a scalar.
+	Bare bool
+	// Series is true when an expression uses series.<name>, the list of the
+	// values of every series.
+	Series bool
+
+	tmpl template
+}
+
+// Keys returns the template variables the query uses, in order.
+func (q *Query) Keys() []string { return q.tmpl.keys() }
+
+// RuleSet is a compiled rule set, ready to render and evaluate. It is
+// immutable and safe for concurrent use.
+type RuleSet struct {
+	Name        string
+	Description string
+	Queries     []*Query
+	// Min and Max bound the replica count.
+	Min, Max   int64
+	OnError    OnError
+	StaleAfter time.Duration
+	// Replicas and Active are the expressions as written; Active is empty
+	// when the default (replicas > 0) applies.
+	Replicas, Active string
+	// File, Line and Column locate the rule set in its file.
+	File         string
+	Line, Column int
+
+	nameNode     *yaml.Node
+	badQueryName bool
+	replicas *vm.Program
+	active   *vm.Program // nil: replicas > 0
+	pool     sync.Pool   // *evaluator
+}
+
+// compileEnv returns the typed environment expressions are checked against.
+func compileEnv(rs *RuleSet, withReplicas bool) map[string]any {
+	env := make(map[string]any, len(rs.Queries)+2)
+	for _, q := range rs.Queries {
+		env[q.Name] = float64(0)
+	}
+	env[seriesVar] = map[string][]float64{}
+	if withReplicas {
+		env[replicasVar] = float64(0)
+	}
+	return env
+}
+
+// compile compiles the replicas and active expressions of rs and records
+// how each query is used.
+func (p *fileParser) compile(rs *RuleSet, replicas, active *yaml.Node) {
+	rs.Replicas = replicas.Value
+	rs.replicas = p.compileExpr(rs, replicas, "replicas", expr.Env(compileEnv(rs, false)), expr.AsFloat64())
+	if active != nil {
+		rs.Active = active.Value
+		rs.active = p.compileExpr(rs, active, "active", expr.Env(compileEnv(rs, true)), expr.AsBool())
+	}
+}
+
+func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, opts ...expr.Option) *vm.Program {
+	src := n.Value
+	opts = append(opts, expr.MaxNodes(maxNodes))
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			p.errorAt(n, src, lineColumnOffset(src, fe.Line, fe.Column), rs.Name, field, typeMessage(fe.Message))
+		} else {
+			p.errorf(n, rs.Name, field, "%s", typeMessage(err.Error()))
+		}
+		return nil
+	}
+	// The checker accepts any key of the series map; make series.x name a query.
+	tree, err := exprparser.Parse(src)
+	if err != nil {
+		p.errorf(n, rs.Name, field, "%v", err)
+		return nil
+	}
+	u := &usage{rs: rs}
+	ast.Walk(&tree.Node, u)
+	for _, id := range u.seriesIdents {
+		if !slices.Contains(u.memberIdents, id) {
+			u.errs = append(u.errs, exprError{id.Location().From, "series must be followed by the name of a query, as in series.pods"})
+		}
+	}
+	for _, e := range u.errs {
+		p.errorAt(n, src, runeOffset(src, e.from), rs.Name, field, e.msg)
+	}
+	if len(u.errs) > 0 {
+		return nil
+	}
+	return prog
+}
+
+type exprError struct {
+	from int // rune offset
+	msg  string
+}
+
+// usage walks an expression: it marks the queries it uses and checks series.x.
+type usage struct {
+	rs           *RuleSet
+	seriesIdents []ast.Node
+	memberIdents []ast.Node
+	errs         []exprError
+}
+
+func (u *usage) query(name string) *Query {
+	for _, q := range u.rs.Queries {
+		if q.Name == name {
+			return q
+		}
+	}
+	return nil
+}
+
+// Visit implements ast.Visitor.
+func (u *usage) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		if n.Value == seriesVar {
+			u.seriesIdents = append(u.seriesIdents, n)
+		} else if q := u.query(n.Value); q != nil {
+			q.Bare = true
+		}
+	case *ast.MemberNode:
+		id, ok := n.Node.(*ast.IdentifierNode)
+		if !ok || id.Value != seriesVar {
+			return
+		}
+		u.memberIdents = append(u.memberIdents, id)
+		prop, ok := n.Property.(*ast.StringNode)
+		if !ok {
+			u.errs = append(u.errs, exprError{n.Location().From, "series must be followed by the name of a query, as in series.pods"})
+			return
+		}
+		q := u.query(prop.Value)
+		if q == nil {
+			u.errs = append(u.errs, exprError{prop.Location().From, fmt.Sprintf("series.%s: there is no query named %q", prop.Value, prop.Value)})
+			return
+		}
+		q.Series = true
+	}
+}
+
+// lineColumnOffset turns expr's 1-based line and 0-based rune column into a
+// byte offset in src.
+func lineColumnOffset(src string, line, column int) int {
+	off := 0
+	for l := 1; l < line; l++ {
+		i := indexByteFrom(src, off, '\n')
+		if i < 0 {
+			return len(src)
+		}
+		off = i + 1
+	}
+	for ; column > 0 && off < len(src); column-- {
+		_, size := utf8.DecodeRuneInString(src[off:])
+		off += size
+	}
+	return off
+}
+
+func indexByteFrom(s string, from int, c byte) int {
+	for i := from; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// runeOffset turns a rune offset in src into a byte offset.
+func runeOffset(src string, runes int) int {
+	off := 0
+	for ; runes > 0 && off < len(src); runes-- {
+		_, size := utf8.DecodeRuneInString(src[off:])
+		off += size
+	}
+	return off
+}
+
+// typeMessage rewords expr's result type errors in the terms of rule files.
+func typeMessage(msg string) string {
+	if got, ok := strings.CutPrefix(msg, "expected float64, but got "); ok {
+		return "must compute a number of replicas, but computes a " + got
+	}
+	if got, ok := strings.CutPrefix(msg, "expected bool, but got "); ok {
+		return "must compute true or false, but computes a " + got
+	}
+	return msg
+}

@@ -1,0 +1,160 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Errors of an evaluation. Each comes wrapped with the query or expression
+// it concerns; errors.Is tells them apart, e.g. to label a metric.
+var (
+	// ErrNoData: a query used as a number returned no series.
+	ErrNoData = errors.New("no data")
+	// ErrSeries: a query used as a number returned several series.
+	ErrSeries = errors.New("several series")
+	// ErrNotFinite: a query returned NaN or ±Inf, or an expression computed it.
+	ErrNotFinite = errors.New("not a finite number")
+	// ErrExpression: an expression failed at run time.
+	ErrExpression = errors.New("expression failed")
+)
+
+// Result is the value of one query: one value per series of an instant
+// vector, or a scalar's value. Evaluate treats its slice as read-only.
+type Result struct {
+	Scalar bool
+	Values []float64
+}
+
+// Decision is what a rule set computed.
+type Decision struct {
+	// Replicas is the desired replica count: the replicas expression rounded
+	// up, then clamped to min..max.
+	Replicas int64
+	// Raw is the value of the replicas expression before rounding and clamping.
+	Raw float64
+	// Active is the value of the active expression (default: Replicas > 0).
+	Active bool
+}
+
+// evaluator holds what one evaluation needs, reused across evaluations.
+type evaluator struct {
+	vm     vm.VM
+	env    map[string]any
+	series map[string][]float64
+}
+
+func (rs *RuleSet) newEvaluator() *evaluator {
+	e := &evaluator{
+		env:    make(map[string]any, len(rs.Queries)+2),
+		series: make(map[string][]float64, len(rs.Queries)),
+	}
+	e.env[seriesVar] = e.series
+	return e
+}
+
+// roundingSlack absorbs floating-point error before rounding up, so that a
+// computed 4.000000000001 asks for 4 replicas, not 5.
+const roundingSlack = 1e-9
+
+// Evaluate computes the decision from the results of the rule set's queries,
+// given in the order of rs.Queries. It never returns a decision computed from
+// missing or non-finite data: those are errors for the caller's onError
+// policy.
+func (rs *RuleSet) Evaluate(results []Result) (Decision, error) {
+	if len(results) != len(rs.Queries) {
+		return Decision{}, fmt.Errorf("rule set %q: got %d query results for %d queries", rs.Name, len(results), len(rs.Queries))
+	}
+	e, _ := rs.pool.Get().(*evaluator)
+	if e == nil {
+		e = rs.newEvaluator()
+	}
+	defer rs.pool.Put(e)
+	for i, q := range rs.Queries {
+		r := results[i]
+		for _, v := range r.Values {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return Decision{}, fmt.Errorf("query %q returned %v: %w", q.Name, v, ErrNotFinite)
+			}
+		}
+		if q.Series {
+			e.series[q.Name] = r.Values
+		}
+		if q.Bare {
+			switch len(r.Values) {
+			case 1:
+				e.env[q.Name] = r.Values[0]
+			case 0:
+				return Decision{}, fmt.Errorf("query %q returned no series (append `or vector(0)` to the query if none means zero): %w", q.Name, ErrNoData)
+			default:
+				return Decision{}, fmt.Errorf("query %q returned %d series where one number was needed (aggregate it in PromQL, or use series.%s with max(), sum() or mean()): %w", q.Name, len(r.Values), q.Name, ErrSeries)
+			}
+		}
+	}
+	e.vm.MemoryBudget = memoryBudget
+	out, err := e.vm.Run(rs.replicas, e.env)
+	if err != nil {
+		return Decision{}, fmt.Errorf("replicas: %w: %w", ErrExpression, err)
+	}
+	raw := out.(float64) // AsFloat64 at compile time guarantees it
+	if math.IsNaN(raw) || math.IsInf(raw, 0) {
+		return Decision{}, fmt.Errorf("replicas: the expression computed %v: %w", raw, ErrNotFinite)
+	}
+	d := Decision{Raw: raw, Replicas: rs.Clamp(raw)}
+	if rs.active == nil {
+		d.Active = d.Replicas > 0
+		return d, nil
+	}
+	e.env[replicasVar] = float64(d.Replicas)
+	out, err = e.vm.Run(rs.active, e.env)
+	delete(e.env, replicasVar)
+	if err != nil {
+		return Decision{}, fmt.Errorf("active: %w: %w", ErrExpression, err)
+	}
+	d.Active = out.(bool) // AsBool at compile time guarantees it
+	return d, nil
+}
+
+// Clamp rounds v up to a whole number of replicas and bounds it by min..max.
+func (rs *RuleSet) Clamp(v float64) int64 {
+	c := math.Ceil(v - roundingSlack)
+	switch {
+	case c <= float64(rs.Min):
+		return rs.Min
+	case c >= float64(rs.Max):
+		return rs.Max
+	}
+	return int64(c)
+}
+
+// Render fills the query templates for one ScaledObject. $namespace and
+// $name are the ScaledObject's own and cannot be overridden by metadata;
+// other variables come from its trigger metadata. Values are escaped as
+// PromQL string content.
+func (rs *RuleSet) Render(namespace, name string, metadata map[string]string) ([]string, error) {
+	lookup := func(key string) (string, bool) {
+		switch key {
+		case "namespace":
+			return namespace, true
+		case "name":
+			return name, true
+		}
+		v, ok := metadata[key]
+		return v, ok
+	}
+	out := make([]string, len(rs.Queries))
+	var errs []error
+	for i, q := range rs.Queries {
+		s, err := q.tmpl.render(lookup)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("query %q: %w", q.Name, err))
+		}
+		out[i] = s
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}

@@ -1,0 +1,108 @@
+package rules
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// FuzzParse feeds arbitrary rule files to the loader: it must never panic,
+// and every problem it reports must carry a position.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sets, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			if sets != nil {
+				t.Fatal("rule sets returned along with errors")
+			}
+			for _, e := range Errors(err) {
+				if e.File != "fuzz.yaml" || e.Line < 1 || e.Column < 1 {
+					t.Fatalf("error without a position: %q", e.Error())
+				}
+			}
+			if len(Errors(err)) == 0 {
+				t.Fatalf("error of another kind: %v", err)
+			}
+			return
+		}
+		for _, rs := range sets {
+			results := make([]Result, len(rs.Queries))
+			for i := range results {
+				results[i] = Result{Values: []float64{1}}
+			}
+			_, _ = rs.Evaluate(results) // must not panic
+		}
+	})
+}
+
+// FuzzRender checks that no metadata value can change a query: the rendered
+// query must parse, and its matchers must hold exactly the value given.
+func FuzzRender(f *testing.F) {
+	rs := mustParse(f, `
+ruleSets:
+- name: r
+  queries:
+    q: sum(x{namespace="$namespace", a="$v", b='$v', c=~"${v:regex}"})
+  replicas: q
+  max: 3
+`)
+	for _, s := range []string{"", "plain", `"`, `'`, `\`, "\n", `"}) or vector(1) or x{a="`, "\\\"", "日本", ".*", "a\x00b", "\x7f", "$", "${v}"} {
+		f.Add("ns", s)
+	}
+	f.Fuzz(func(t *testing.T, ns, v string) {
+		got, err := rs.Render(ns, "name", map[string]string{"v": v})
+		if err != nil {
+			if !strings.Contains(err.Error(), "not valid UTF-8") {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			return
+		}
+		assertSelectorValues(t, got[0], map[string]string{"namespace": ns, "a": v, "b": v})
+	})
+}
+
+// assertSelectorValues parses query and checks that its first vector
+// selector has exactly the wanted label matcher values.
+func assertSelectorValues(t *testing.T, query string, want map[string]string) {
+	t.Helper()
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(query)
+	if err != nil {
+		t.Fatalf("rendered query does not parse: %v\n%s", err, query)
+	}
+	var sel *parser.VectorSelector
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok && sel == nil {
+			sel = vs
+		}
+		return nil
+	})
+	if sel == nil {
+		t.Fatalf("no selector in %s", query)
+	}
+	got := map[string]string{}
+	for _, m := range sel.LabelMatchers {
+		if m.Type == labels.MatchEqual {
+			got[m.Name] = m.Value
+		}
+	}
+	for k, v := range want {
+		if v == "" {
+			continue // an empty matcher value is fine, but absent from some inputs
+		}
+		if got[k] != v {
+			t.Errorf("matcher %s = %q, want %q in %s", k, got[k], v, query)
+		}
+	}
+}
