@@ -33,8 +33,7 @@ const (
 // reservedName says why name cannot name a query, or returns "".
 func reservedName(name string) string {
 	switch name {
-	case seriesVar, replicasVar, "inflight", "queued", "current", "ready":
-		// Variables the expressions give a meaning of their own, or will.
+	case seriesVar, replicasVar:
 		return "is a built-in variable"
 	case "true", "false", "nil", "in", "not", "and", "or", "matches", "contains", "startsWith", "endsWith", "let", "if", "else":
 		return "is an expr keyword"

@@ -1,0 +1,10 @@
+// Command nemesis is the one binary of Nemesis.
+//
+//	nemesis scaler --rules PATH [--rules PATH…] --prometheus-url URL --grpc-address HOST:PORT --http-address HOST:PORT
+//	nemesis rules check PATH…
+//	nemesis version
+//
+// The scaler is a KEDA external scaler that evaluates rule sets over PromQL
+// results; rules check validates rule files offline. Run a subcommand with
+// --help for its flags.
+package main

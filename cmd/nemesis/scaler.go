@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	oklog "github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/k8s-nemesis/nemesis/externalscaler"
+	"github.com/k8s-nemesis/nemesis/metrics"
+)
+
+// scalerConfig is everything `nemesis scaler` is told on its command line.
+type scalerConfig struct {
+	rules           stringList
+	grpcAddress     string
+	httpAddress     string
+	prom            metrics.ClientConfig
+	tls             externalscaler.TLSFiles
+	reuseFor        time.Duration
+	pushInterval    time.Duration
+	rulesResync     time.Duration
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+}
+
+func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
+	c := &scalerConfig{prom: metrics.ClientConfig{Headers: map[string]string{}}}
+	fs := flag.NewFlagSet("nemesis scaler", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&c.rules, "rules", "rule file, or directory of *.yaml rule files (repeatable); reloaded on change")
+	fs.StringVar(&c.grpcAddress, "grpc-address", ":9400", "address of the gRPC server KEDA calls")
+	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address serving /metrics, /healthz and /readyz")
+	fs.StringVar(&c.prom.URL, "prometheus-url", "", "Prometheus base URL, e.g. http://prometheus.monitoring:9090 (required)")
+	fs.StringVar(&c.prom.BearerTokenFile, "prometheus-bearer-token-file", "", "file holding a bearer token for Prometheus, re-read on every request")
+	fs.StringVar(&c.prom.BasicAuthUsername, "prometheus-basic-auth-username", "", "basic auth user name for Prometheus")
+	fs.StringVar(&c.prom.BasicAuthPasswordFile, "prometheus-basic-auth-password-file", "", "file holding the basic auth password for Prometheus")
+	fs.StringVar(&c.prom.CAFile, "prometheus-ca-file", "", "CA certificates to verify Prometheus' TLS certificate")
+	fs.StringVar(&c.prom.CertFile, "prometheus-cert-file", "", "client certificate for mTLS to Prometheus")
+	fs.StringVar(&c.prom.KeyFile, "prometheus-key-file", "", "client key for mTLS to Prometheus")
+	fs.BoolVar(&c.prom.InsecureSkipVerify, "prometheus-insecure-skip-verify", false, "do not verify Prometheus' TLS certificate (testing only)")
+	fs.Var(headerMap(c.prom.Headers), "prometheus-header", `extra header on every Prometheus request, "Name: value" (repeatable), e.g. "X-Scope-OrgID: team-a"`)
+	fs.DurationVar(&c.prom.Timeout, "prometheus-timeout", metrics.DefaultTimeout, "timeout of one Prometheus query")
+	fs.DurationVar(&c.prom.CacheTTL, "query-cache-ttl", metrics.DefaultCacheTTL, "identical rendered queries within this window are sent to Prometheus once")
+	fs.DurationVar(&c.reuseFor, "evaluation-reuse", time.Second, "one evaluation answers all calls for a ScaledObject within this window (KEDA's GetMetrics + IsActive pair)")
+	fs.DurationVar(&c.pushInterval, "push-interval", time.Second, "how often open StreamIsActive streams re-evaluate")
+	fs.DurationVar(&c.rulesResync, "rules-resync", 30*time.Second, "re-read the rule files this often even without a file event")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long open calls may finish on shutdown")
+	fs.StringVar(&c.tls.CertFile, "tls-cert-file", "", "serve gRPC over TLS with this certificate (KEDA: enableTLS / caCert)")
+	fs.StringVar(&c.tls.KeyFile, "tls-key-file", "", "key of --tls-cert-file")
+	fs.StringVar(&c.tls.ClientCAFile, "client-ca-file", "", "require client certificates signed by these CAs (mTLS; KEDA: tlsClientCert / tlsClientKey)")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError("%v", err)
+	}
+	var problems []string
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
+	}
+	if len(c.rules) == 0 {
+		problems = append(problems, "--rules is required")
+	}
+	if c.prom.URL == "" {
+		problems = append(problems, "--prometheus-url is required")
+	}
+	if c.tls.Enabled() && (c.tls.CertFile == "" || c.tls.KeyFile == "") {
+		problems = append(problems, "--tls-cert-file and --tls-key-file go together (and --client-ca-file needs both)")
+	}
+	for name, d := range map[string]time.Duration{"--evaluation-reuse": c.reuseFor, "--push-interval": c.pushInterval, "--rules-resync": c.rulesResync, "--shutdown-timeout": c.shutdownTimeout} {
+		if d <= 0 {
+			problems = append(problems, name+" must be positive")
+		}
+	}
+	if len(problems) > 0 {
+		return nil, usageError("%s", strings.Join(problems, "; "))
+	}
+	return c, nil
+}
+
+func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseScalerFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel})).With("component", "scaler")
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	tp, _, shutdownTracing, err := setupTracing(ctx, "nemesis-scaler")
+	if err != nil {
+		return usageError("%v", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+
+	// Everything is checked before anything starts: rules, Prometheus
+	// client, TLS files, listeners.
+	store, err := externalscaler.NewRuleStore(cfg.rules, logger, reg)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			logger.Error("invalid rules", "problem", line)
+		}
+		return &exitError{code: 2, err: fmt.Errorf("invalid rules:\n%w", err)}
+	}
+	client, err := metrics.NewClient(cfg.prom, logger, reg, tp)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	grpcOpts := []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp)))}
+	if cfg.tls.Enabled() {
+		tlsCfg, err := externalscaler.ServerTLS(cfg.tls)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	grpcLis, err := net.Listen("tcp", cfg.grpcAddress)
+	if err != nil {
+		return usageError("listening for gRPC: %v", err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.httpAddress)
+	if err != nil {
+		grpcLis.Close()
+		return usageError("listening for HTTP: %v", err)
+	}
+
+	scaler := externalscaler.New(store, client, externalscaler.Options{
+		Logger:         logger,
+		Registerer:     reg,
+		TracerProvider: tp,
+		ReuseFor:       cfg.reuseFor,
+		PushInterval:   cfg.pushInterval,
+	})
+	grpcServer := grpc.NewServer(grpcOpts...)
+	pb.RegisterExternalScalerServer(grpcServer, scaler)
+	healthServer := health.NewServer()
+	healthpb.RegisterHealthServer(grpcServer, healthServer)
+	var ready atomic.Bool
+
+	var g oklog.Group
+	// Signals: the first SIGINT or SIGTERM ends the group.
+	{
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			<-sctx.Done()
+			if ctx.Err() != nil {
+				logger.Info("shutting down")
+			}
+			return nil
+		}, func(error) { cancel() })
+	}
+	// Rule watcher: needs nothing stopped before it.
+	{
+		wctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return store.Watch(wctx, cfg.rulesResync) }, func(error) { cancel() })
+	}
+	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
+	{
+		sctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return scaler.Run(sctx) }, func(error) { cancel() })
+	}
+	// gRPC server: on stop, report NOT_SERVING first so that KEDA and the
+	// kubelet move away, then let open calls finish.
+	{
+		g.Add(func() error {
+			healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			ready.Store(true)
+			logger.Info("serving KEDA external scaler", "grpcAddress", grpcLis.Addr().String(), "tls", cfg.tls.Enabled(), "mtls", cfg.tls.ClientCAFile != "",
+				"ruleSets", store.Current().Names(), "prometheus", cfg.prom.URL)
+			return grpcServer.Serve(grpcLis)
+		}, func(error) {
+			ready.Store(false)
+			healthServer.Shutdown()
+			done := make(chan struct{})
+			go func() { grpcServer.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(cfg.shutdownTimeout):
+				grpcServer.Stop()
+			}
+		})
+	}
+	// HTTP server for metrics and probes: stops last of the servers.
+	{
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready.Load() {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintf(w, "ok: rules version %d\n", store.Current().Version)
+		})
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		g.Add(func() error {
+			if err := srv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	return g.Run()
+}

@@ -1,0 +1,228 @@
+package externalscaler
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/k8s-nemesis/nemesis/rules"
+)
+
+// Catalog is one loaded, valid version of all rule files. It is immutable.
+type Catalog struct {
+	// Files are the rule files read, in order.
+	Files []string
+	// Version counts successful loads, starting at 1.
+	Version uint64
+	sets    map[string]*rules.RuleSet
+	digest  [sha256.Size]byte
+}
+
+// RuleSet returns the rule set with the given name.
+func (c *Catalog) RuleSet(name string) (*rules.RuleSet, bool) {
+	rs, ok := c.sets[name]
+	return rs, ok
+}
+
+// Names returns the names of all rule sets, sorted.
+func (c *Catalog) Names() []string {
+	names := make([]string, 0, len(c.sets))
+	for n := range c.sets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ruleFiles expands paths: a file stands for itself, a directory for the
+// *.yaml and *.yml files directly in it (hidden entries, such as the ..data
+// link of a mounted ConfigMap, are skipped; links to files are followed).
+func ruleFiles(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading rules: %w", err)
+		}
+		if !info.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading rules: %w", err)
+		}
+		var inDir []string
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+				continue
+			}
+			full := filepath.Join(p, name)
+			if st, err := os.Stat(full); err != nil || st.IsDir() {
+				continue
+			}
+			inDir = append(inDir, full)
+		}
+		if len(inDir) == 0 {
+			return nil, fmt.Errorf("reading rules: directory %s holds no *.yaml files", p)
+		}
+		files = append(files, inDir...)
+	}
+	return files, nil
+}
+
+// LoadCatalog reads and checks every rule file under paths. On problems it
+// returns an error joining one [*rules.Error] per problem, across all files.
+func LoadCatalog(paths []string) (*Catalog, error) {
+	files, err := ruleFiles(paths)
+	if err != nil {
+		return nil, err
+	}
+	c := &Catalog{Files: files, sets: map[string]*rules.RuleSet{}}
+	h := sha256.New()
+	var errs []error
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading rules: %w", err))
+			continue
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))
+		h.Write(data)
+		sets, err := rules.Parse(f, data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, rs := range sets {
+			if prev, ok := c.sets[rs.Name]; ok {
+				errs = append(errs, &rules.Error{File: rs.File, Line: rs.Line, Column: rs.Column, RuleSet: rs.Name, Field: "name",
+					Msg: fmt.Sprintf("duplicate rule set name: also defined at %s:%d:%d", prev.File, prev.Line, prev.Column)})
+				continue
+			}
+			c.sets[rs.Name] = rs
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	copy(c.digest[:], h.Sum(nil))
+	return c, nil
+}
+
+// RuleStore holds the current catalog and reloads it when rule files
+// change. Readers never block.
+type RuleStore struct {
+	paths   []string
+	current atomic.Pointer[Catalog]
+	logger  *slog.Logger
+	m       *storeMetrics
+}
+
+// NewRuleStore loads the rule files under paths. It fails if they are
+// invalid: a scaler must not start without rules.
+func NewRuleStore(paths []string, logger *slog.Logger, reg prometheus.Registerer) (*RuleStore, error) {
+	c, err := LoadCatalog(paths)
+	if err != nil {
+		return nil, err
+	}
+	c.Version = 1
+	s := &RuleStore{paths: paths, logger: logger, m: newStoreMetrics(reg)}
+	s.current.Store(c)
+	s.m.loaded(c)
+	return s, nil
+}
+
+// Current returns the catalog in force.
+func (s *RuleStore) Current() *Catalog { return s.current.Load() }
+
+// Reload reads the rule files again. A valid new version replaces the
+// current one; an invalid one is logged, counted and ignored, and the
+// current one keeps serving. It reports whether the catalog changed.
+func (s *RuleStore) Reload() (bool, error) {
+	c, err := LoadCatalog(s.paths)
+	if err != nil {
+		s.m.reloads.WithLabelValues("failure").Inc()
+		s.m.lastFailure.Set(1)
+		for _, e := range strings.Split(err.Error(), "\n") {
+			s.logger.Error("rule files rejected; the last good version keeps serving", "problem", e)
+		}
+		return false, err
+	}
+	old := s.current.Load()
+	if c.digest == old.digest {
+		return false, nil
+	}
+	c.Version = old.Version + 1
+	s.current.Store(c)
+	s.m.reloads.WithLabelValues("success").Inc()
+	s.m.loaded(c)
+	s.logger.Info("rule files reloaded", "version", c.Version, "files", len(c.Files), "ruleSets", len(c.sets))
+	return true, nil
+}
+
+// Watch reloads the rules whenever a file under the store's paths changes,
+// until ctx ends. It watches the directories, not the files, so that the
+// atomic symlink swap of a mounted ConfigMap is seen; events are debounced.
+// As a safety net against missed events it also checks every resync.
+func (s *RuleStore) Watch(ctx context.Context, resync time.Duration) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watching rules: %w", err)
+	}
+	defer w.Close()
+	dirs := map[string]bool{}
+	for _, p := range s.paths {
+		dir := p
+		if info, err := os.Stat(p); err == nil && !info.IsDir() {
+			dir = filepath.Dir(p)
+		}
+		if !dirs[dir] {
+			dirs[dir] = true
+			if err := w.Add(dir); err != nil {
+				return fmt.Errorf("watching rules in %s: %w", dir, err)
+			}
+		}
+	}
+	const debounce = 100 * time.Millisecond
+	var timer <-chan time.Time
+	tick := time.NewTicker(resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			s.logger.Debug("rule file event", "path", ev.Name, "op", ev.Op.String())
+			timer = time.After(debounce)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			if !errors.Is(err, fs.ErrClosed) {
+				s.logger.Warn("watching rule files", "err", err)
+			}
+		case <-timer:
+			timer = nil
+			_, _ = s.Reload()
+		case <-tick.C:
+			_, _ = s.Reload()
+		}
+	}
+}

@@ -1,0 +1,453 @@
+package externalscaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/singleflight"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/k8s-nemesis/nemesis/metrics"
+	"github.com/k8s-nemesis/nemesis/rules"
+)
+
+// Querier runs one instant PromQL query. The scaler uses a caching,
+// deduplicating [metrics.Client]; tests may use anything.
+type Querier interface {
+	Query(ctx context.Context, query string) (metrics.Result, error)
+}
+
+// Rules gives the rule catalog in force; [RuleStore] implements it.
+type Rules interface {
+	Current() *Catalog
+}
+
+// Options configures a [Server].
+type Options struct {
+	// Logger receives the server's logs; default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the server's metrics; default a new registry.
+	Registerer prometheus.Registerer
+	// TracerProvider makes the evaluation spans; default no tracing.
+	TracerProvider trace.TracerProvider
+	// ReuseFor is how long one evaluation answers further calls for the same
+	// ScaledObject, so that KEDA's GetMetrics and IsActive pair, and the
+	// HPA's reads through the metrics adapter, cost one evaluation. Default 1s.
+	ReuseFor time.Duration
+	// PushInterval is how often an open StreamIsActive re-evaluates. Default 1s.
+	PushInterval time.Duration
+	// ForgetAfter drops the state (last good decision, metrics) of a
+	// ScaledObject that has not been asked for in this long. Default 15m.
+	ForgetAfter time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server implements KEDA's ExternalScaler gRPC service.
+type Server struct {
+	pb.UnimplementedExternalScalerServer
+
+	rules  Rules
+	q      Querier
+	opts   Options
+	logger *slog.Logger
+	tracer trace.Tracer
+	m      *scalerMetrics
+	group  singleflight.Group
+
+	mu      sync.Mutex
+	objects map[string]*object
+}
+
+var _ pb.ExternalScalerServer = (*Server)(nil)
+
+// object is what the server keeps about one ScaledObject trigger.
+type object struct {
+	namespace, name, ruleSet string
+
+	// The rule set and rendered queries, for one catalog version.
+	version uint64
+	rs      *rules.RuleSet
+	queries []string
+
+	// The last answer, reused for ReuseFor.
+	answer   answer
+	answerAt time.Time
+
+	// The last good decision, for onError: hold.
+	good   rules.Decision
+	goodAt time.Time
+	hasGood bool
+
+	lastSeen time.Time
+}
+
+// answer is what KEDA is told: a decision, or an error.
+type answer struct {
+	decision rules.Decision
+	holding  bool
+	err      error
+}
+
+// New returns a scaler serving the rules of r, querying through q.
+func New(r Rules, q Querier, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = noop.NewTracerProvider()
+	}
+	if opts.ReuseFor <= 0 {
+		opts.ReuseFor = time.Second
+	}
+	if opts.PushInterval <= 0 {
+		opts.PushInterval = time.Second
+	}
+	if opts.ForgetAfter <= 0 {
+		opts.ForgetAfter = 15 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Server{
+		rules:   r,
+		q:       q,
+		opts:    opts,
+		logger:  opts.Logger,
+		tracer:  opts.TracerProvider.Tracer("github.com/k8s-nemesis/nemesis/externalscaler"),
+		m:       newScalerMetrics(opts.Registerer),
+		objects: map[string]*object{},
+	}
+}
+
+// objectKey identifies a trigger: the ScaledObject and its whole metadata,
+// since two triggers of one object may name different rule sets or values.
+func objectKey(ref *pb.ScaledObjectRef) string {
+	keys := make([]string, 0, len(ref.ScalerMetadata))
+	for k := range ref.ScalerMetadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString(ref.Namespace)
+	b.WriteByte(0)
+	b.WriteString(ref.Name)
+	for _, k := range keys {
+		b.WriteByte(0)
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(ref.ScalerMetadata[k])
+	}
+	return b.String()
+}
+
+// resolve finds the rule set of ref and renders its queries, or returns a
+// gRPC InvalidArgument error that says what is wrong with the ScaledObject.
+// It does no I/O. Callers hold s.mu.
+func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
+	cat := s.rules.Current()
+	o := s.objects[key]
+	if o != nil && o.version == cat.Version {
+		o.lastSeen = s.opts.Now()
+		return o, nil
+	}
+	name := ref.ScalerMetadata["ruleSet"]
+	if name == "" {
+		return nil, status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: trigger metadata has no ruleSet: name one of %s", ref.Namespace, ref.Name, strings.Join(cat.Names(), ", "))
+	}
+	rs, ok := cat.RuleSet(name)
+	if !ok {
+		return nil, status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: no rule set named %q: the scaler has %s", ref.Namespace, ref.Name, name, strings.Join(cat.Names(), ", "))
+	}
+	queries, err := rs.Render(ref.Namespace, ref.Name, ref.ScalerMetadata)
+	if err != nil {
+		return nil, status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: rule set %q: %v", ref.Namespace, ref.Name, name, err)
+	}
+	if o == nil {
+		o = &object{namespace: ref.Namespace, name: ref.Name}
+		s.objects[key] = o
+	} else if o.ruleSet != name {
+		s.m.forget(o.namespace, o.name, o.ruleSet)
+	}
+	if o.rs != nil && o.rs != rs {
+		o.answerAt = time.Time{} // the rules changed: do not reuse an answer
+	}
+	o.ruleSet, o.rs, o.queries, o.version = name, rs, queries, cat.Version
+	o.lastSeen = s.opts.Now()
+	return o, nil
+}
+
+// decide answers for ref, evaluating at most once per ReuseFor however many
+// calls arrive together.
+func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef) answer {
+	if ref == nil {
+		return answer{err: status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")}
+	}
+	key := objectKey(ref)
+	v, _, _ := s.group.Do(key, func() (any, error) {
+		s.mu.Lock()
+		o, err := s.resolve(key, ref)
+		if err != nil {
+			s.mu.Unlock()
+			return answer{err: err}, nil
+		}
+		now := s.opts.Now()
+		if !o.answerAt.IsZero() && now.Sub(o.answerAt) < s.opts.ReuseFor {
+			a := o.answer
+			s.mu.Unlock()
+			return a, nil
+		}
+		rs, queries := o.rs, o.queries
+		s.mu.Unlock()
+
+		d, err := s.evaluate(ctx, ref, rs, queries)
+
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		now = s.opts.Now()
+		a := s.applyOnError(o, rs, d, err, now)
+		o.answer, o.answerAt = a, now
+		labels := []string{o.namespace, o.name, o.ruleSet}
+		if a.err == nil {
+			s.m.desired.WithLabelValues(labels...).Set(float64(a.decision.Replicas))
+			s.m.active.WithLabelValues(labels...).Set(boolFloat(a.decision.Active))
+		}
+		s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
+		return a, nil
+	})
+	return v.(answer)
+}
+
+// applyOnError turns an evaluation into an answer under the rule set's
+// onError policy. Callers hold s.mu.
+func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, err error, now time.Time) answer {
+	if err == nil {
+		o.good, o.goodAt, o.hasGood = d, now, true
+		return answer{decision: d}
+	}
+	log := s.logger.With("namespace", o.namespace, "scaledObject", o.name, "ruleSet", rs.Name, "err", err.Error())
+	switch rs.OnError.Mode {
+	case rules.Fixed:
+		n := rs.OnError.Replicas
+		log.Warn("evaluation failed; onError gives a fixed replica count", "replicas", n)
+		return answer{decision: rules.Decision{Replicas: n, Raw: float64(n), Active: n > 0}}
+	case rules.Hold:
+		if o.hasGood && now.Sub(o.goodAt) <= rs.StaleAfter {
+			log.Warn("evaluation failed; holding the last good decision", "replicas", o.good.Replicas, "age", now.Sub(o.goodAt).Round(time.Millisecond).String(), "staleAfter", rs.StaleAfter.String())
+			return answer{decision: o.good, holding: true}
+		}
+		if o.hasGood {
+			err = fmt.Errorf("%w (the last good decision is older than staleAfter %v)", err, rs.StaleAfter)
+		} else {
+			err = fmt.Errorf("%w (no good decision yet to hold)", err)
+		}
+	}
+	log.Error("evaluation failed; KEDA's fallback applies")
+	return answer{err: status.Error(grpccodes.Unavailable, err.Error())}
+}
+
+// evaluate runs the queries and the rule set once.
+func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string) (d rules.Decision, err error) {
+	start := s.opts.Now()
+	ctx, span := s.tracer.Start(ctx, "nemesis.evaluate", trace.WithAttributes(
+		attribute.String("nemesis.rule_set", rs.Name),
+		attribute.String("k8s.namespace.name", ref.Namespace),
+		attribute.String("keda.scaled_object", ref.Name),
+	))
+	defer func() {
+		s.m.evaluations.WithLabelValues(rs.Name).Inc()
+		s.m.duration.WithLabelValues(rs.Name).Observe(s.opts.Now().Sub(start).Seconds())
+		if err != nil {
+			s.m.errors.WithLabelValues(rs.Name, errorReason(err)).Inc()
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			span.SetAttributes(attribute.Int64("nemesis.replicas", d.Replicas), attribute.Bool("nemesis.active", d.Active))
+		}
+		span.End()
+	}()
+	results := make([]rules.Result, len(queries))
+	errs := make([]error, len(queries))
+	var wg sync.WaitGroup
+	for i, q := range queries {
+		wg.Go(func() {
+			r, err := s.q.Query(ctx, q)
+			if err != nil {
+				errs[i] = &queryError{query: rs.Queries[i].Name, err: err}
+				return
+			}
+			results[i] = rules.Result{Scalar: r.Scalar, Values: r.Values}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return rules.Decision{}, err
+	}
+	return rs.Evaluate(results)
+}
+
+// queryError is a failed query; it is always the Prometheus side's fault.
+type queryError struct {
+	query string
+	err   error
+}
+
+func (e *queryError) Error() string { return fmt.Sprintf("query %q: %v", e.query, e.err) }
+func (e *queryError) Unwrap() error { return e.err }
+
+// errorReason labels an evaluation error for metrics.
+func errorReason(err error) string {
+	var qe *queryError
+	switch {
+	case errors.As(err, &qe):
+		return "prometheus"
+	case errors.Is(err, rules.ErrNoData):
+		return "no_data"
+	case errors.Is(err, rules.ErrSeries):
+		return "series"
+	case errors.Is(err, rules.ErrNotFinite):
+		return "not_finite"
+	default:
+		return "expression"
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// metricName is the name of the one metric a trigger has. KEDA prefixes it
+// with the trigger's index; HPAs need it lowercase, without '_' or '.'.
+func metricName(ruleSet string) string {
+	return "nemesis-" + strings.Map(func(r rune) rune {
+		switch {
+		case r == '_' || r == '.':
+			return '-'
+		case 'A' <= r && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return r
+	}, ruleSet)
+}
+
+// GetMetricSpec returns the trigger's one metric with a target of 1 per
+// replica, so that the HPA's desired count is exactly the metric value. It
+// checks the trigger (rule set, metadata) but never calls Prometheus, so that
+// KEDA can always build the HPA and its fallback can trip.
+func (s *Server) GetMetricSpec(_ context.Context, ref *pb.ScaledObjectRef) (*pb.GetMetricSpecResponse, error) {
+	if ref == nil {
+		return nil, status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")
+	}
+	s.mu.Lock()
+	o, err := s.resolve(objectKey(ref), ref)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetMetricSpecResponse{MetricSpecs: []*pb.MetricSpec{{
+		MetricName:      metricName(o.ruleSet),
+		TargetSize:      1,
+		TargetSizeFloat: 1,
+	}}}, nil
+}
+
+// GetMetrics returns the desired replica count, rounded and clamped, as the
+// metric value.
+func (s *Server) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb.GetMetricsResponse, error) {
+	a := s.decide(ctx, req.GetScaledObjectRef())
+	if a.err != nil {
+		return nil, a.err
+	}
+	s.mu.Lock()
+	name := metricName(s.objects[objectKey(req.ScaledObjectRef)].ruleSet)
+	s.mu.Unlock()
+	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
+		MetricName: name,
+		// KEDA reads the float only when it is above 0: set both.
+		MetricValue:      a.decision.Replicas,
+		MetricValueFloat: float64(a.decision.Replicas),
+	}}}, nil
+}
+
+// IsActive returns the rule set's active expression.
+func (s *Server) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
+	a := s.decide(ctx, ref)
+	if a.err != nil {
+		return nil, a.err
+	}
+	return &pb.IsActiveResponse{Result: a.decision.Active}, nil
+}
+
+// StreamIsActive re-evaluates every PushInterval while KEDA keeps the stream
+// open, and sends true the moment the rule set turns active (and false when
+// it turns inactive, which KEDA reads as a hint only).
+func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScaler_StreamIsActiveServer) error {
+	s.m.streams.Inc()
+	defer s.m.streams.Dec()
+	ctx := stream.Context()
+	tick := time.NewTicker(s.opts.PushInterval)
+	defer tick.Stop()
+	var sent, last bool
+	for {
+		a := s.decide(ctx, ref)
+		if status.Code(a.err) == grpccodes.InvalidArgument {
+			return a.err
+		}
+		if a.err == nil && (!sent || a.decision.Active != last) {
+			if err := stream.Send(&pb.IsActiveResponse{Result: a.decision.Active}); err != nil {
+				return err
+			}
+			sent, last = true, a.decision.Active
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Run forgets ScaledObjects that KEDA stopped asking about, until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	tick := time.NewTicker(min(time.Minute, s.opts.ForgetAfter))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			s.forgetIdle()
+		}
+	}
+}
+
+func (s *Server) forgetIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	for k, o := range s.objects {
+		if now.Sub(o.lastSeen) > s.opts.ForgetAfter {
+			s.m.forget(o.namespace, o.name, o.ruleSet)
+			delete(s.objects, k)
+		}
+	}
+}
