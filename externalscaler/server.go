@@ -88,8 +88,8 @@ type object struct {
 	answerAt time.Time
 
 	// The last good decision, for onError: hold.
-	good   rules.Decision
-	goodAt time.Time
+	good    rules.Decision
+	goodAt  time.Time
 	hasGood bool
 
 	lastSeen time.Time

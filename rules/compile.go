@@ -82,9 +82,9 @@ type RuleSet struct {
 
 	nameNode     *yaml.Node
 	badQueryName bool
-	replicas *vm.Program
-	active   *vm.Program // nil: replicas > 0
-	pool     sync.Pool   // *evaluator
+	replicas     *vm.Program
+	active       *vm.Program // nil: replicas > 0
+	pool         sync.Pool   // *evaluator
 }
 
 // compileEnv returns the typed environment expressions are checked against.

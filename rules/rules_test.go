@@ -264,7 +264,7 @@ ruleSets:
 			`sum(x{namespace="ml", so="chat", model='a\\b\nc\x01', pod=~"p-.*$", price="$5"})`, ""},
 		"metadata cannot override namespace": {"ml", "chat", map[string]string{"namespace": "kube-system", "name": "other", "model": "m", "pod": "p"},
 			`sum(x{namespace="ml", so="chat", model='m', pod=~"p-.*$", price="$5"})`, ""},
-		"missing key": {"ml", "chat", map[string]string{"pod": "p"}, "", `query "q": variable $model is not set: add "model" to the trigger metadata`},
+		"missing key":   {"ml", "chat", map[string]string{"pod": "p"}, "", `query "q": variable $model is not set: add "model" to the trigger metadata`},
 		"invalid utf-8": {"ml", "chat", map[string]string{"model": "\xff", "pod": "p"}, "", `query "q": variable $model: value is not valid UTF-8`},
 	}
 	for name, tc := range cases {

@@ -10,9 +10,9 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
 
 // tracingRequested reports whether the standard OTEL_* variables ask for
