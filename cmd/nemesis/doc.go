@@ -2,6 +2,7 @@
 //
 //	nemesis scaler --rules PATH [--rules PATH…] --prometheus-url URL --grpc-address HOST:PORT --http-address HOST:PORT
 //	nemesis rules check PATH…
+//	nemesis rules eval --rules PATH --rule-set NAME [--metadata 'key: value'] [--prometheus-url URL | --set 'query: 1,2']
 //	nemesis version
 //
 // The scaler is a KEDA external scaler that evaluates rule sets over PromQL

@@ -39,6 +39,7 @@ const usage = `usage: nemesis <command> [flags]
 commands:
   scaler        run the KEDA external scaler
   rules check   check rule files and print every problem
+  rules eval    evaluate one rule set once, against Prometheus or given values
   version       print the version
 `
 
@@ -68,10 +69,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "scaler":
 		return runScaler(ctx, args[1:], stderr)
 	case "rules":
-		if len(args) < 2 || args[1] != "check" {
-			return usageError("usage: nemesis rules check PATH…")
+		switch {
+		case len(args) >= 2 && args[1] == "check":
+			return runRulesCheck(args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "eval":
+			return runRulesEval(ctx, args[2:], stdout, stderr)
 		}
-		return runRulesCheck(args[2:], stdout, stderr)
+		return usageError("usage: nemesis rules check PATH… | nemesis rules eval --rules PATH --rule-set NAME …")
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nemesis", version)
 		return nil
