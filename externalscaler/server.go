@@ -216,7 +216,9 @@ func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef) answer {
 		rs, queries := o.rs, o.queries
 		s.mu.Unlock()
 
-		d, err := s.evaluate(ctx, ref, rs, queries)
+		// The evaluation serves every caller that joined it, so one caller
+		// going away must not fail it; queries have their own timeout.
+		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries)
 
 		s.mu.Lock()
 		defer s.mu.Unlock()
