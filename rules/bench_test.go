@@ -42,3 +42,23 @@ ruleSets:
 		}
 	}
 }
+
+// BenchmarkEvaluateVM measures a rule that needs expr's VM (a list of
+// series), for comparison with the fast path above.
+func BenchmarkEvaluateVM(b *testing.B) {
+	rs := mustParse(b, `
+ruleSets:
+- name: pods
+  queries:
+    perPod: max by (pod) (x)
+  replicas: "len(series.perPod) == 0 ? 0 : max(series.perPod) * len(series.perPod) / 10"
+  max: 20
+`)
+	results := []Result{{Values: []float64{12, 30, 4}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rs.Evaluate(results); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

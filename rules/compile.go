@@ -85,6 +85,11 @@ type RuleSet struct {
 	replicas     *vm.Program
 	active       *vm.Program // nil: replicas > 0
 	pool         sync.Pool   // *evaluator
+
+	// The same expressions as closures over float64, or nil where they use
+	// more than the fast path knows (see fastpath.go).
+	fastReplicas numFn
+	fastActive   boolFn
 }
 
 // compileEnv returns the typed environment expressions are checked against.
@@ -105,9 +110,15 @@ func compileEnv(rs *RuleSet, withReplicas bool) map[string]any {
 func (p *fileParser) compile(rs *RuleSet, replicas, active *yaml.Node) {
 	rs.Replicas = replicas.Value
 	rs.replicas = p.compileExpr(rs, replicas, "replicas", expr.Env(compileEnv(rs, false)), expr.AsFloat64())
+	if rs.replicas != nil {
+		rs.fastReplicas = newFastCompiler(rs, false).num(rs.replicas.Node())
+	}
 	if active != nil {
 		rs.Active = active.Value
 		rs.active = p.compileExpr(rs, active, "active", expr.Env(compileEnv(rs, true)), expr.AsBool())
+		if rs.active != nil {
+			rs.fastActive = newFastCompiler(rs, true).bool(rs.active.Node())
+		}
 	}
 }
 

@@ -44,12 +44,14 @@ type evaluator struct {
 	vm     vm.VM
 	env    map[string]any
 	series map[string][]float64
+	frame  frame
 }
 
 func (rs *RuleSet) newEvaluator() *evaluator {
 	e := &evaluator{
 		env:    make(map[string]any, len(rs.Queries)+2),
 		series: make(map[string][]float64, len(rs.Queries)),
+		frame:  make(frame, len(rs.Queries)+1),
 	}
 	e.env[seriesVar] = e.series
 	return e
@@ -72,6 +74,7 @@ func (rs *RuleSet) Evaluate(results []Result) (Decision, error) {
 		e = rs.newEvaluator()
 	}
 	defer rs.pool.Put(e)
+	fast := rs.fastReplicas != nil && (rs.active == nil || rs.fastActive != nil)
 	for i, q := range rs.Queries {
 		r := results[i]
 		for _, v := range r.Values {
@@ -85,13 +88,20 @@ func (rs *RuleSet) Evaluate(results []Result) (Decision, error) {
 		if q.Bare {
 			switch len(r.Values) {
 			case 1:
-				e.env[q.Name] = r.Values[0]
+				if fast {
+					e.frame[i] = r.Values[0]
+				} else {
+					e.env[q.Name] = r.Values[0]
+				}
 			case 0:
 				return Decision{}, fmt.Errorf("query %q returned no series (append `or vector(0)` to the query if none means zero): %w", q.Name, ErrNoData)
 			default:
 				return Decision{}, fmt.Errorf("query %q returned %d series where one number was needed (aggregate it in PromQL, or use series.%s with max(), sum() or mean()): %w", q.Name, len(r.Values), q.Name, ErrSeries)
 			}
 		}
+	}
+	if fast {
+		return rs.evaluateFast(e.frame)
 	}
 	e.vm.MemoryBudget = memoryBudget
 	out, err := e.vm.Run(rs.replicas, e.env)
@@ -114,6 +124,23 @@ func (rs *RuleSet) Evaluate(results []Result) (Decision, error) {
 		return Decision{}, fmt.Errorf("active: %w: %w", ErrExpression, err)
 	}
 	d.Active = out.(bool) // AsBool at compile time guarantees it
+	return d, nil
+}
+
+// evaluateFast is Evaluate's tail on the fast path: the same steps, without
+// the VM.
+func (rs *RuleSet) evaluateFast(f frame) (Decision, error) {
+	raw := rs.fastReplicas(f)
+	if math.IsNaN(raw) || math.IsInf(raw, 0) {
+		return Decision{}, fmt.Errorf("replicas: the expression computed %v: %w", raw, ErrNotFinite)
+	}
+	d := Decision{Raw: raw, Replicas: rs.Clamp(raw)}
+	if rs.active == nil {
+		d.Active = d.Replicas > 0
+		return d, nil
+	}
+	f[len(rs.Queries)] = float64(d.Replicas)
+	d.Active = rs.fastActive(f)
 	return d, nil
 }
 

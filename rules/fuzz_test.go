@@ -1,8 +1,11 @@
 package rules
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -105,4 +108,46 @@ func assertSelectorValues(t *testing.T, query string, want map[string]string) {
 			t.Errorf("matcher %s = %q, want %q in %s", k, got[k], v, query)
 		}
 	}
+}
+
+// FuzzFastPath checks that the fast path computes what expr's VM computes,
+// for any expression over two queries and any values.
+func FuzzFastPath(f *testing.F) {
+	for _, e := range []string{
+		"max(a / 4, b / 8)", "ceil(a) - floor(b) + round(a * b) + abs(-a)", "a > 1 ? a ** 2 : -b",
+		"min(a, b, 3) ^ 2", "a / b", "(a + 1) * (b - 2) / 3", "a != b ? a : b",
+	} {
+		f.Add(e, "a > 0 || b > 0", 1.5, -2.0)
+		f.Add(e, "!(a >= b) && replicas <= 3 || a == b", 0.0, 0.0)
+	}
+	f.Fuzz(func(t *testing.T, replicasExpr, activeExpr string, a, b float64) {
+		if strings.ContainsAny(replicasExpr+activeExpr, "\n\r") {
+			return
+		}
+		src := fmt.Sprintf("ruleSets:\n- name: f\n  queries:\n    a: sum(a)\n    b: sum(b)\n  replicas: %s\n  active: %s\n  max: 1000\n", strconv.Quote(replicasExpr), strconv.Quote(activeExpr))
+		sets, err := Parse("f.yaml", []byte(src))
+		if err != nil {
+			return
+		}
+		rs := sets[0]
+		if rs.fastReplicas == nil {
+			return
+		}
+		results := []Result{{Values: []float64{a}}, {Values: []float64{b}}}
+		fastD, fastErr := rs.Evaluate(results)
+		// The same rule set, forced onto the VM.
+		again, err := Parse("f.yaml", []byte(src))
+		if err != nil {
+			t.Fatalf("second parse failed: %v", err)
+		}
+		slow := again[0]
+		slow.fastReplicas, slow.fastActive = nil, nil
+		slowD, slowErr := slow.Evaluate(results)
+		if (fastErr == nil) != (slowErr == nil) {
+			t.Fatalf("errors differ: fast %v, vm %v", fastErr, slowErr)
+		}
+		if fastErr == nil && fastD != slowD && !(math.IsNaN(fastD.Raw) && math.IsNaN(slowD.Raw)) {
+			t.Fatalf("decisions differ for a=%v b=%v: fast %+v, vm %+v", a, b, fastD, slowD)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -283,6 +284,40 @@ ruleSets:
 				t.Errorf("got  %s\nwant %s", got[0], tc.want)
 			}
 			assertSelectorValues(t, got[0], map[string]string{"namespace": tc.ns, "so": tc.name, "model": tc.md["model"]})
+		})
+	}
+}
+
+// TestFastPathCoverage pins which expressions take the fast path, so that a
+// change to the compiler cannot silently send typical rules back to the VM.
+func TestFastPathCoverage(t *testing.T) {
+	cases := map[string]struct {
+		replicas, active string
+		fast             bool
+	}{
+		"typical":         {"max(waiting / 4, running / 8)", "waiting > 0 || running > 0", true},
+		"default active":  {"ceil(waiting / 4)", "", true},
+		"ternary":         {"waiting > 10 ? 4 : 1", "replicas >= 1 && !(running == 0)", true},
+		"series":          {"max(series.waiting)", "", false},
+		"time of day":     {"now().Hour() > 8 ? 2 : 0", "", false},
+		"vm active":       {"waiting", "len(series.running) > 0", false},
+		"let":             {"let x = waiting; x * 2", "", false},
+		"integer literal": {"2", "true", true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			src := "ruleSets:\n- name: f\n  queries:\n    waiting: sum(w)\n    running: sum(r)\n  replicas: " + strconv.Quote(tc.replicas) + "\n  max: 10\n"
+			if tc.active != "" {
+				src += "  active: " + strconv.Quote(tc.active) + "\n"
+			}
+			rs := mustParse(t, src)
+			fast := rs.fastReplicas != nil && (rs.active == nil || rs.fastActive != nil)
+			if fast != tc.fast {
+				t.Errorf("fast path = %v, want %v", fast, tc.fast)
+			}
+			if _, err := rs.Evaluate([]Result{num(1), num(2)}); err != nil {
+				t.Errorf("evaluate: %v", err)
+			}
 		})
 	}
 }
