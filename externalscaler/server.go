@@ -97,6 +97,7 @@ type object struct {
 
 // answer is what KEDA is told: a decision, or an error.
 type answer struct {
+	ruleSet  string
 	decision rules.Decision
 	holding  bool
 	err      error
@@ -224,6 +225,7 @@ func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef) answer {
 		defer s.mu.Unlock()
 		now = s.opts.Now()
 		a := s.applyOnError(o, rs, d, err, now)
+		a.ruleSet = rs.Name
 		o.answer, o.answerAt = a, now
 		labels := []string{o.namespace, o.name, o.ruleSet}
 		if a.err == nil {
@@ -379,11 +381,8 @@ func (s *Server) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb
 	if a.err != nil {
 		return nil, a.err
 	}
-	s.mu.Lock()
-	name := metricName(s.objects[objectKey(req.ScaledObjectRef)].ruleSet)
-	s.mu.Unlock()
 	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
-		MetricName: name,
+		MetricName: metricName(a.ruleSet),
 		// KEDA reads the float only when it is above 0: set both.
 		MetricValue:      a.decision.Replicas,
 		MetricValueFloat: float64(a.decision.Replicas),
