@@ -399,13 +399,10 @@ func (c *Client) fetch(parent context.Context, query string) (Result, error) {
 	start := time.Now()
 	// A zero time lets Prometheus evaluate at its own current time, so
 	// clock skew between Nemesis and Prometheus cannot shift the window.
-	value, warnings, infos, err := c.api.Query(ctx, query, time.Time{})
+	value, warnings, err := c.api.Query(ctx, query, time.Time{})
 	c.metrics.duration.Observe(time.Since(start).Seconds())
 	if len(warnings) > 0 {
 		c.logger.DebugContext(ctx, "prometheus returned warnings", "query", query, "warnings", []string(warnings))
-	}
-	if len(infos) > 0 {
-		c.logger.DebugContext(ctx, "prometheus returned infos", "query", query, "infos", []string(infos))
 	}
 
 	var res Result
@@ -470,16 +467,16 @@ func (c *Client) wrapError(err error) (string, error) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return outcomeTimeout, fmt.Errorf("querying prometheus: no answer within %s: %w", c.timeout, err)
 	}
+	// client_golang reports the type in its message; how it wraps it varies
+	// between versions.
+	if _, rest, ok := strings.Cut(err.Error(), unexpectedTypePrefix); ok {
+		if typ, _, ok := strings.Cut(rest, `"`); ok {
+			return outcomeError, fmt.Errorf("querying prometheus: %w", wrongTypeError(typ))
+		}
+	}
 	apiErr, ok := errors.AsType[*v1.Error](err)
 	if !ok {
 		return outcomeError, fmt.Errorf("querying prometheus: %w", err)
-	}
-	if apiErr.Type == v1.ErrBadResponse {
-		if _, rest, ok := strings.Cut(apiErr.Msg, unexpectedTypePrefix); ok {
-			if typ, _, ok := strings.Cut(rest, `"`); ok {
-				return outcomeError, fmt.Errorf("querying prometheus: %w", wrongTypeError(typ))
-			}
-		}
 	}
 	outcome := outcomeError
 	if apiErr.Type == v1.ErrTimeout {
