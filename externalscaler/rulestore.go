@@ -164,6 +164,9 @@ func (s *RuleStore) Reload() (bool, error) {
 	}
 	old := s.current.Load()
 	if c.digest == old.digest {
+		// The files are valid again, back to the version in force: a
+		// rejected version no longer waits on disk.
+		s.m.lastFailure.Set(0)
 		return false, nil
 	}
 	c.Version = old.Version + 1

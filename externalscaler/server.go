@@ -201,7 +201,13 @@ func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef) answer {
 		return answer{err: status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")}
 	}
 	key := objectKey(ref)
-	v, _, _ := s.group.Do(key, func() (any, error) {
+	// The evaluation serves every caller that joins it and is reused for
+	// ReuseFor, so it must not fail because the caller that started it gave
+	// up: it runs detached from that caller's cancellation (the Querier
+	// bounds its own requests), and each caller stops waiting when its own
+	// ctx ends.
+	ch := s.group.DoChan(key, func() (any, error) {
+		ctx := context.WithoutCancel(ctx)
 		s.mu.Lock()
 		o, err := s.resolve(key, ref)
 		if err != nil {
@@ -235,7 +241,12 @@ func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef) answer {
 		s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
 		return a, nil
 	})
-	return v.(answer)
+	select {
+	case r := <-ch:
+		return r.Val.(answer)
+	case <-ctx.Done():
+		return answer{err: status.FromContextError(ctx.Err()).Err()}
+	}
 }
 
 // applyOnError turns an evaluation into an answer under the rule set's
