@@ -111,7 +111,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	tp, _, shutdownTracing, err := setupTracing(ctx, "nemesis-scaler")
+	tp, prop, shutdownTracing, err := setupTracing(ctx, "nemesis-scaler")
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -134,7 +134,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	grpcOpts := []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp)))}
+	grpcOpts := []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop)))}
 	if cfg.tls.Enabled() {
 		tlsCfg, err := externalscaler.ServerTLS(cfg.tls)
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -66,7 +68,10 @@ func TestTracingOverOTLP(t *testing.T) {
 	client := pb.NewExternalScalerClient(conn)
 	ref := &pb.ScaledObjectRef{Name: "chat", Namespace: "ml", ScalerMetadata: map[string]string{"ruleSet": "vllm-queue", "model": "llama"}}
 	// WaitForReady: the call waits for the server to come up.
+	// The caller's trace context (as a W3C traceparent) must be continued.
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	cctx, ccancel := context.WithTimeout(t.Context(), 10*time.Second)
+	cctx = metadata.AppendToOutgoingContext(cctx, "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	_, err = client.GetMetrics(cctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "nemesis-vllm-queue"}, grpc.WaitForReady(true))
 	ccancel()
 	if err == nil {
@@ -92,7 +97,9 @@ func TestTracingOverOTLP(t *testing.T) {
 			t.Errorf("no span %q among %v", want, names)
 		}
 	}
-	if g, e := spans["externalscaler.ExternalScaler/GetMetrics"], spans["nemesis.evaluate"]; string(g) != string(e) {
-		t.Errorf("the evaluation span is not in the gRPC call's trace")
+	for _, name := range []string{"externalscaler.ExternalScaler/GetMetrics", "nemesis.evaluate", "prometheus.query"} {
+		if got := hex.EncodeToString(spans[name]); got != traceID {
+			t.Errorf("span %q is in trace %s, want the caller's trace %s", name, got, traceID)
+		}
 	}
 }
