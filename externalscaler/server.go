@@ -201,13 +201,10 @@ func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef) answer {
 		return answer{err: status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")}
 	}
 	key := objectKey(ref)
-	// The evaluation serves every caller that joins it and is reused for
-	// ReuseFor, so it must not fail because the caller that started it gave
-	// up: it runs detached from that caller's cancellation (the Querier
-	// bounds its own requests), and each caller stops waiting when its own
-	// ctx ends.
+	// The evaluation runs detached from the cancellation of the caller that
+	// started it (see below); each caller stops waiting when its own ctx
+	// ends.
 	ch := s.group.DoChan(key, func() (any, error) {
-		ctx := context.WithoutCancel(ctx)
 		s.mu.Lock()
 		o, err := s.resolve(key, ref)
 		if err != nil {
