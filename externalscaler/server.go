@@ -87,6 +87,12 @@ type object struct {
 	answer   answer
 	answerAt time.Time
 
+	// The answer last given to GetMetrics: the IsActive that KEDA sends
+	// right after it gets the same evaluation's activity, even if the
+	// answer above was replaced in between.
+	pairAnswer answer
+	pairAt     time.Time
+
 	// The last good decision, for onError: hold.
 	good    rules.Decision
 	goodAt  time.Time
@@ -200,7 +206,10 @@ func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef) answer {
 	if ref == nil {
 		return answer{err: status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")}
 	}
-	key := objectKey(ref)
+	return s.decideKey(ctx, objectKey(ref), ref)
+}
+
+func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObjectRef) answer {
 	// The evaluation runs detached from the cancellation of the caller that
 	// started it (see below); each caller stops waiting when its own ctx
 	// ends.
@@ -385,10 +394,20 @@ func (s *Server) GetMetricSpec(_ context.Context, ref *pb.ScaledObjectRef) (*pb.
 // GetMetrics returns the desired replica count, rounded and clamped, as the
 // metric value.
 func (s *Server) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb.GetMetricsResponse, error) {
-	a := s.decide(ctx, req.GetScaledObjectRef())
+	ref := req.GetScaledObjectRef()
+	if ref == nil {
+		return nil, status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")
+	}
+	key := objectKey(ref)
+	a := s.decideKey(ctx, key, ref)
 	if a.err != nil {
 		return nil, a.err
 	}
+	s.mu.Lock()
+	if o := s.objects[key]; o != nil {
+		o.pairAnswer, o.pairAt = a, s.opts.Now()
+	}
+	s.mu.Unlock()
 	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
 		MetricName: metricName(a.ruleSet),
 		// KEDA reads the float only when it is above 0: set both.
@@ -397,9 +416,25 @@ func (s *Server) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb
 	}}}, nil
 }
 
-// IsActive returns the rule set's active expression.
+// IsActive returns the rule set's active expression. Right after a
+// GetMetrics for the same trigger (within ReuseFor) it answers from the same
+// evaluation, so that KEDA never pairs replicas from one evaluation with
+// activity from another.
 func (s *Server) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
-	a := s.decide(ctx, ref)
+	if ref == nil {
+		return nil, status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")
+	}
+	key := objectKey(ref)
+	s.mu.Lock()
+	o := s.objects[key]
+	if o != nil && !o.pairAt.IsZero() && s.opts.Now().Sub(o.pairAt) < s.opts.ReuseFor && o.version == s.rules.Current().Version {
+		a := o.pairAnswer
+		o.pairAt = time.Time{} // one IsActive per GetMetrics
+		s.mu.Unlock()
+		return &pb.IsActiveResponse{Result: a.decision.Active}, nil
+	}
+	s.mu.Unlock()
+	a := s.decideKey(ctx, key, ref)
 	if a.err != nil {
 		return nil, a.err
 	}

@@ -551,3 +551,36 @@ func TestReloadOfFixedFileClearsFailure(t *testing.T) {
 		t.Errorf("version = %d, want 1", got)
 	}
 }
+
+// KEDA's IsActive right after GetMetrics must answer from the same
+// evaluation, even when that evaluation's reuse window ends between the two
+// calls and the load has changed meanwhile.
+func TestIsActiveAnswersFromGetMetricsEvaluation(t *testing.T) {
+	q := &fakeQuerier{}
+	e := newUnitServer(t, unitRules, q, Options{ReuseFor: time.Second})
+	r := ref("ns", "so", map[string]string{"ruleSet": "fail"})
+	ctx := context.Background()
+
+	q.value(8) // 2 replicas, active
+	if _, err := e.server.IsActive(ctx, r); err != nil { // e.g. a push stream evaluates
+		t.Fatal(err)
+	}
+	e.clock.Add(999 * time.Millisecond)
+	m, err := e.server.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: r})
+	if err != nil || m.MetricValues[0].MetricValue != 2 {
+		t.Fatalf("GetMetrics: %v, %v; want 2 from the first evaluation", m, err)
+	}
+	q.value(0) // the load is gone, and the first evaluation's window ends
+	e.clock.Add(2 * time.Millisecond)
+	a, err := e.server.IsActive(ctx, r)
+	if err != nil || !a.Result {
+		t.Fatalf("IsActive: %v, %v; want true, from the evaluation GetMetrics answered from", a, err)
+	}
+	// The pairing is used once: the next IsActive evaluates afresh.
+	if a, err = e.server.IsActive(ctx, r); err != nil || a.Result {
+		t.Fatalf("second IsActive: %v, %v; want false from a new evaluation", a, err)
+	}
+	if got := testutil.ToFloat64(e.server.m.evaluations.WithLabelValues("fail")); got != 2 {
+		t.Errorf("evaluations = %v, want 2", got)
+	}
+}
