@@ -561,7 +561,7 @@ func TestIsActiveAnswersFromGetMetricsEvaluation(t *testing.T) {
 	r := ref("ns", "so", map[string]string{"ruleSet": "fail"})
 	ctx := context.Background()
 
-	q.value(8) // 2 replicas, active
+	q.value(8)                                           // 2 replicas, active
 	if _, err := e.server.IsActive(ctx, r); err != nil { // e.g. a push stream evaluates
 		t.Fatal(err)
 	}
