@@ -41,7 +41,8 @@ type benchObject struct {
 // nemesis-requests/round (nemesis_prometheus_requests_total), distinct-queries,
 // evals/round, p99-GetMetrics-ms (one GetMetricsAndActivity, as KEDA sees
 // it) and cpu-us/eval (CPU of this whole process, KEDA's client side
-// included, per evaluation).
+// included, per evaluation) and requests-vs-per-trigger (Prometheus requests
+// as a fraction of those a scaler without sharing would send).
 func BenchmarkScaleOut1000(b *testing.B) {
 	const (
 		objects    = 1000
@@ -212,6 +213,9 @@ func BenchmarkScaleOut1000(b *testing.B) {
 	b.ReportMetric(evals/float64(rounds), "evals/round")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-GetMetrics-ms")
 	b.ReportMetric(float64(cpu.Microseconds())/evals, "cpu-us/eval")
+	// Side by side with a scaler that sends every trigger's queries itself,
+	// as KEDA's Prometheus scaler does: objects × 2 queries per round.
+	b.ReportMetric(promReqs/float64(rounds)/float64(objects*2), "requests-vs-per-trigger")
 }
 
 // benchValues are the series values of rule set k, namespace n, model m: a
