@@ -125,6 +125,24 @@ func (p *fileParser) compile(rs *RuleSet, replicas, active *yaml.Node) {
 func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, opts ...expr.Option) *vm.Program {
 	src := n.Value
 	opts = append(opts, expr.MaxNodes(maxNodes))
+	for _, name := range disabledBuiltinNames() {
+		opts = append(opts, expr.DisableBuiltin(name))
+	}
+	// Name a disabled built-in as such, rather than as an unknown name.
+	if tree, err := exprparser.Parse(src); err == nil {
+		var calls callNames
+		ast.Walk(&tree.Node, &calls)
+		reported := false
+		for _, c := range calls {
+			if msg, ok := disabledBuiltin(c.name); ok {
+				p.errorAt(n, src, runeOffset(src, c.from), rs.Name, field, msg)
+				reported = true
+			}
+		}
+		if reported {
+			return nil
+		}
+	}
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
 		var fe *file.Error
@@ -143,13 +161,29 @@ func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, opts .
 	}
 	u := &usage{rs: rs}
 	ast.Walk(&tree.Node, u)
+	sandbox := &sandboxCheck{}
+	checked := prog.Node()
+	ast.Walk(&checked, sandbox)
+	u.errs = append(u.errs, sandbox.errs...)
+	if len(sandbox.errs) == 0 && len(sandbox.guardAdds) > 0 {
+		// Compile again, with those + checked at run time.
+		opts = append(opts, expr.Function(guardedAdd, addNumbers, new(func(any, any) any)), expr.Patch(addGuard{at: sandbox.guardAdds}))
+		if prog, err = expr.Compile(src, opts...); err != nil {
+			p.errorf(n, rs.Name, field, "%s", typeMessage(err.Error()))
+			return nil
+		}
+	}
 	for _, id := range u.seriesIdents {
 		if !slices.Contains(u.memberIdents, id) {
 			u.errs = append(u.errs, exprError{id.Location().From, "series must be followed by the name of a query, as in series.pods"})
 		}
 	}
+	seen := map[exprError]bool{}
 	for _, e := range u.errs {
-		p.errorAt(n, src, runeOffset(src, e.from), rs.Name, field, e.msg)
+		if !seen[e] { // nested loops are seen from each enclosing loop
+			seen[e] = true
+			p.errorAt(n, src, runeOffset(src, e.from), rs.Name, field, e.msg)
+		}
 	}
 	if len(u.errs) > 0 {
 		return nil
@@ -254,4 +288,28 @@ func typeMessage(msg string) string {
 		return "must compute true or false, but computes a " + got
 	}
 	return msg
+}
+
+// callNames collects the functions an expression calls, with their offsets.
+type callNames []struct {
+	name string
+	from int
+}
+
+// Visit implements ast.Visitor.
+func (c *callNames) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.BuiltinNode:
+		*c = append(*c, struct {
+			name string
+			from int
+		}{n.Name, n.Location().From})
+	case *ast.CallNode:
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok {
+			*c = append(*c, struct {
+				name string
+				from int
+			}{id.Value, n.Location().From})
+		}
+	}
 }

@@ -5,9 +5,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -148,6 +150,47 @@ func FuzzFastPath(f *testing.F) {
 		}
 		if fastErr == nil && fastD != slowD && !(math.IsNaN(fastD.Raw) && math.IsNaN(slowD.Raw)) {
 			t.Fatalf("decisions differ for a=%v b=%v: fast %+v, vm %+v", a, b, fastD, slowD)
+		}
+	})
+}
+
+// FuzzSandbox evaluates any expression that loads, over a number and a list
+// of series, and checks that it stays within bounds of time and memory: a
+// rule must not be able to hang or exhaust the scaler.
+func FuzzSandbox(f *testing.F) {
+	for _, e := range []string{
+		"len(map(1..90000, # * a))", "count(s, # > a) + sum(map(s, # * 2))", "let m = mean(s); count(s, # > m)",
+		`let x = a > 0 ? "ab" : 1; len(string(x + x))`, "len(filter(1..99999, # % 2 == 0))", "max(s) + min(s) + first(s)",
+		`len(sortBy(1..50000, -#))`, `all(1..50000, # > 0) ? 1 : 0`, "let r = 1..40000; len(r) + len(r)",
+		`len(upper(trim("  x  ")))`, `now().Hour() + len(keys({a: 1, b: 2}))`, "len(uniq(map(s, # % 3)))",
+	} {
+		f.Add(e)
+	}
+	series := make([]float64, 2000)
+	for i := range series {
+		series[i] = float64(i % 97)
+	}
+	f.Fuzz(func(t *testing.T, replicas string) {
+		if strings.ContainsAny(replicas, "\n\r") {
+			return
+		}
+		src := fmt.Sprintf("ruleSets:\n- name: f\n  queries:\n    a: sum(a)\n    s: s\n  replicas: %s\n  max: 1000\n", strconv.Quote(replicas))
+		src = strings.ReplaceAll(src, "series.", "") // keep the fuzzer on the expression itself
+		sets, err := Parse("f.yaml", []byte(strings.ReplaceAll(src, "replicas: \"", "replicas: \"let s = series.s; ")))
+		if err != nil {
+			return
+		}
+		var before, after goruntime.MemStats
+		goruntime.ReadMemStats(&before)
+		start := time.Now()
+		_, _ = sets[0].Evaluate([]Result{{Values: []float64{3}}, {Values: series}})
+		elapsed := time.Since(start)
+		goruntime.ReadMemStats(&after)
+		if elapsed > 2*time.Second {
+			t.Fatalf("evaluation took %v: %s", elapsed, replicas)
+		}
+		if grown := after.TotalAlloc - before.TotalAlloc; grown > 256<<20 {
+			t.Fatalf("evaluation allocated %d MiB: %s", grown>>20, replicas)
 		}
 	})
 }

@@ -46,6 +46,16 @@ var expectedErrors = map[string][]string{
 		`types.bad.yaml:16:26: rule set "series-misuse": replicas: series.pod: there is no query named "pod"`,
 		`types.bad.yaml:16:37: rule set "series-misuse": replicas: series must be followed by the name of a query, as in series.pods`,
 	},
+	"sandbox.bad.yaml": {
+		`sandbox.bad.yaml:6:20: rule set "sandbox": replicas: repeat() is not available in rules: it can build values larger than its input`,
+		`sandbox.bad.yaml:6:51: rule set "sandbox": replicas: toJSON() is not available in rules: it can build values larger than its input`,
+		`sandbox.bad.yaml:7:18: rule set "sandbox": active: reduce() is not available in rules: use sum(), max(), min(), mean() or count()`,
+		`sandbox.bad.yaml:10:48: rule set "strings": replicas: + on strings is not available in rules`,
+		`sandbox.bad.yaml:15:36: rule set "nested-loops": replicas: mean() over a list inside a loop is not available in rules; compute it before the loop with let, e.g. let m = mean(series.x); count(series.x, # > m)`,
+		`sandbox.bad.yaml:15:84: rule set "nested-loops": replicas: a loop inside a loop is not available in rules; compute it before the loop with let, e.g. let m = mean(series.x); count(series.x, # > m)`,
+		`sandbox.bad.yaml:15:115: rule set "nested-loops": replicas: a range a..b inside a loop is not available in rules; compute it before the loop with let, e.g. let m = mean(series.x); count(series.x, # > m)`,
+		"sandbox.bad.yaml:15:150: rule set \"nested-loops\": replicas: `in` over a list inside a loop is not available in rules; compute it before the loop with let, e.g. let m = mean(series.x); count(series.x, # > m)",
+	},
 	"yaml.bad.yaml": {
 		`yaml.bad.yaml:2:1: invalid YAML: did not find expected ',' or ']'`,
 	},
@@ -170,12 +180,40 @@ ruleSets:
   replicas: 1 / q
   max: 100
 `
+	const guardedAdd = `
+ruleSets:
+- name: guarded
+  queries:
+    q: x
+  replicas: 'max(series.q) + first(series.q) + (len(series.q) > 5 ? 1 : 0)'
+  max: 100
+`
+	const runtimeStrings = `
+ruleSets:
+- name: runtime-strings
+  queries:
+    q: sum(x)
+  replicas: 'let s = q > 0 ? "ab" : 1; let t = s + s; 1'
+  max: 100
+`
+	const loops = `
+ruleSets:
+- name: loops
+  queries:
+    q: x
+  replicas: 'let m = mean(series.q); count(series.q, # > m) + sum(map(series.q, # * 2)) + len(filter(1..50000, # % 7 == 0))'
+  max: 100000
+`
 	cases := map[string]struct {
 		src     string
 		results []Result
 		want    Decision
 		wantErr error
 	}{
+		"+ of unknown types":         {guardedAdd, []Result{num(5, 30, 12)}, Decision{Replicas: 35, Raw: 35, Active: true}, nil},
+		"+ on strings at run time":   {runtimeStrings, []Result{num(1)}, Decision{}, ErrExpression},
+		"+ of numbers at run time":   {runtimeStrings, []Result{num(0)}, Decision{Replicas: 1, Raw: 1, Active: true}, nil},
+		"one loop at a time":         {loops, []Result{num(1, 2, 6)}, Decision{Replicas: 7161, Raw: 1 + 18 + 7142, Active: true}, nil},
 		"two queries":                {twoQueries, []Result{num(9), num(8)}, Decision{Replicas: 3, Raw: 2.25, Active: true}, nil},
 		"clamped to max":             {twoQueries, []Result{num(400), num(0)}, Decision{Replicas: 10, Raw: 100, Active: true}, nil},
 		"clamped to min, inactive":   {twoQueries, []Result{num(0), num(0)}, Decision{Replicas: 1, Raw: 0, Active: false}, nil},
