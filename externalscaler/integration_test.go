@@ -163,6 +163,8 @@ type envConfig struct {
 	clock    *fakeClock    // clock of the scaler and the client; default real
 	tls      *TLSFiles     // serve TLS
 	watch    bool          // run store.Watch(ctx, time.Hour)
+	demand   Demand        // Options.Demand
+	push     time.Duration // Options.PushInterval; default 100ms
 }
 
 // scalerEnv is a scaler serving gRPC on 127.0.0.1.
@@ -219,7 +221,8 @@ func startScaler(t testing.TB, cfg envConfig) *scalerEnv {
 		Logger:       logger,
 		Registerer:   e.reg,
 		ReuseFor:     reuseFor,
-		PushInterval: 100 * time.Millisecond,
+		PushInterval: cmpOr(cfg.push, 100*time.Millisecond),
+		Demand:       cfg.demand,
 		Now:          now,
 	})
 	var opts []grpc.ServerOption

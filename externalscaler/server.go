@@ -30,6 +30,18 @@ type Querier interface {
 	Query(ctx context.Context, query string) (metrics.Result, error)
 }
 
+// Demand gives the requests of each service that the activators are
+// proxying (in flight) and holding (queued), summed over every activator
+// replica; [demand.Aggregator] implements it.
+type Demand interface {
+	// Get returns the counts of a service; known is false while no
+	// activator reports, when the zeros mean nothing.
+	Get(namespace, service string) (inFlight, queued int64, known bool)
+	// Changes returns a channel closed when the service's in-flight or
+	// queued count next rises from zero.
+	Changes(namespace, service string) <-chan struct{}
+}
+
 // Rules gives the rule catalog in force; [RuleStore] implements it.
 type Rules interface {
 	Current() *Catalog
@@ -52,6 +64,10 @@ type Options struct {
 	// ForgetAfter drops the state (last good decision, metrics) of a
 	// ScaledObject that has not been asked for in this long. Default 15m.
 	ForgetAfter time.Duration
+	// Demand is the activators' demand signal: the values of the built-in
+	// variables inflight and queued, and the wake-up of StreamIsActive.
+	// Nil: no activator; rule sets that use inflight or queued fail.
+	Demand Demand
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -77,6 +93,8 @@ var _ pb.ExternalScalerServer = (*Server)(nil)
 // object is what the server keeps about one ScaledObject trigger.
 type object struct {
 	namespace, name, ruleSet string
+	// service is the Service whose demand the built-ins read.
+	service string
 
 	// The rule set and rendered queries, for one catalog version.
 	version uint64
@@ -187,7 +205,7 @@ func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
 		return nil, status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: rule set %q: %v", ref.Namespace, ref.Name, name, err)
 	}
 	if o == nil {
-		o = &object{namespace: ref.Namespace, name: ref.Name}
+		o = &object{namespace: ref.Namespace, name: ref.Name, service: serviceOf(ref)}
 		s.objects[key] = o
 	} else if o.ruleSet != name {
 		s.m.forget(o.namespace, o.name, o.ruleSet)
@@ -200,20 +218,48 @@ func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
 	return o, nil
 }
 
+// serviceOf names the Service whose demand a trigger reads: metadata
+// service, else the ScaledObject's name. Its namespace is always the
+// ScaledObject's, as for $namespace in templates, so that no ScaledObject
+// can scale on another namespace's traffic.
+func serviceOf(ref *pb.ScaledObjectRef) string {
+	if s := ref.ScalerMetadata["service"]; s != "" {
+		return s
+	}
+	return ref.Name
+}
+
+// waiting reports whether the activators hold requests for ref's service:
+// then the trigger is active whatever its rule set says, so that a waiting
+// request always wakes the service, even while Prometheus is down.
+func (s *Server) waiting(ref *pb.ScaledObjectRef) bool {
+	if s.opts.Demand == nil {
+		return false
+	}
+	_, queued, known := s.opts.Demand.Get(ref.Namespace, serviceOf(ref))
+	return known && queued > 0
+}
+
 // decide answers for ref, evaluating at most once per ReuseFor however many
-// calls arrive together.
-func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef) answer {
+// calls arrive together; fresh skips that reuse.
+func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef, fresh bool) answer {
 	if ref == nil {
 		return answer{err: status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")}
 	}
-	return s.decideKey(ctx, objectKey(ref), ref)
+	return s.decideKey(ctx, objectKey(ref), ref, fresh)
 }
 
-func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObjectRef) answer {
+func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObjectRef, fresh bool) answer {
+	// A fresh caller must not join an evaluation that started before what
+	// it was woken for.
+	flight := key
+	if fresh {
+		flight += "\x00fresh"
+	}
 	// The evaluation runs detached from the cancellation of the caller that
 	// started it (see below); each caller stops waiting when its own ctx
 	// ends.
-	ch := s.group.DoChan(key, func() (any, error) {
+	ch := s.group.DoChan(flight, func() (any, error) {
 		s.mu.Lock()
 		o, err := s.resolve(key, ref)
 		if err != nil {
@@ -221,17 +267,17 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 			return answer{err: err}, nil
 		}
 		now := s.opts.Now()
-		if !o.answerAt.IsZero() && now.Sub(o.answerAt) < s.opts.ReuseFor {
+		if !fresh && !o.answerAt.IsZero() && now.Sub(o.answerAt) < s.opts.ReuseFor {
 			a := o.answer
 			s.mu.Unlock()
 			return a, nil
 		}
-		rs, queries := o.rs, o.queries
+		rs, queries, service := o.rs, o.queries, o.service
 		s.mu.Unlock()
 
 		// The evaluation serves every caller that joined it, so one caller
 		// going away must not fail it; queries have their own timeout.
-		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries)
+		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service)
 
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -284,7 +330,7 @@ func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, er
 }
 
 // evaluate runs the queries and the rule set once.
-func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string) (d rules.Decision, err error) {
+func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string, service string) (d rules.Decision, err error) {
 	start := s.opts.Now()
 	ctx, span := s.tracer.Start(ctx, "nemesis.evaluate", trace.WithAttributes(
 		attribute.String("nemesis.rule_set", rs.Name),
@@ -303,6 +349,9 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		}
 		span.End()
 	}()
+	if len(rs.Builtins) > 0 && s.opts.Demand == nil {
+		return rules.Decision{}, fmt.Errorf("%s: the scaler watches no activator (start it with --activator): %w", strings.Join(rs.Builtins, ", "), rules.ErrNoDemand)
+	}
 	results := make([]rules.Result, len(queries))
 	errs := make([]error, len(queries))
 	var wg sync.WaitGroup
@@ -320,7 +369,16 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 	if err := errors.Join(errs...); err != nil {
 		return rules.Decision{}, err
 	}
-	return rs.Evaluate(results)
+	if len(rs.Builtins) == 0 {
+		return rs.Evaluate(results)
+	}
+	// Read after the queries: the freshest counts.
+	inFlight, queued, known := s.opts.Demand.Get(ref.Namespace, service)
+	if !known {
+		return rules.Decision{}, fmt.Errorf("%s of service %s/%s: no activator connected: %w", strings.Join(rs.Builtins, ", "), ref.Namespace, service, rules.ErrNoDemand)
+	}
+	span.SetAttributes(attribute.Int64("nemesis.inflight", inFlight), attribute.Int64("nemesis.queued", queued))
+	return rs.EvaluateWith(results, &rules.BuiltinValues{InFlight: float64(inFlight), Queued: float64(queued)})
 }
 
 // queryError is a failed query; it is always the Prometheus side's fault.
@@ -344,6 +402,8 @@ func errorReason(err error) string {
 		return "series"
 	case errors.Is(err, rules.ErrNotFinite):
 		return "not_finite"
+	case errors.Is(err, rules.ErrNoDemand):
+		return "demand"
 	default:
 		return "expression"
 	}
@@ -399,7 +459,7 @@ func (s *Server) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb
 		return nil, status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")
 	}
 	key := objectKey(ref)
-	a := s.decideKey(ctx, key, ref)
+	a := s.decideKey(ctx, key, ref, false)
 	if a.err != nil {
 		return nil, a.err
 	}
@@ -419,7 +479,9 @@ func (s *Server) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb
 // IsActive returns the rule set's active expression. Right after a
 // GetMetrics for the same trigger (within ReuseFor) it answers from the same
 // evaluation, so that KEDA never pairs replicas from one evaluation with
-// activity from another.
+// activity from another. While the activators hold requests for the
+// trigger's service it answers true, whatever the rule set says or whether
+// it can be evaluated.
 func (s *Server) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
 	if ref == nil {
 		return nil, status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")
@@ -431,41 +493,66 @@ func (s *Server) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsA
 		a := o.pairAnswer
 		o.pairAt = time.Time{} // one IsActive per GetMetrics
 		s.mu.Unlock()
-		return &pb.IsActiveResponse{Result: a.decision.Active}, nil
+		return &pb.IsActiveResponse{Result: a.decision.Active || s.waiting(ref)}, nil
 	}
 	s.mu.Unlock()
-	a := s.decideKey(ctx, key, ref)
+	a := s.decideKey(ctx, key, ref, false)
 	if a.err != nil {
+		if s.waiting(ref) {
+			return &pb.IsActiveResponse{Result: true}, nil
+		}
 		return nil, a.err
 	}
-	return &pb.IsActiveResponse{Result: a.decision.Active}, nil
+	return &pb.IsActiveResponse{Result: a.decision.Active || s.waiting(ref)}, nil
 }
 
 // StreamIsActive re-evaluates every PushInterval while KEDA keeps the stream
 // open, and sends true the moment the rule set turns active (and false when
-// it turns inactive, which KEDA reads as a hint only).
+// it turns inactive, which KEDA reads as a hint only). While it reports
+// inactive, a rise from zero of its service's demand (see Options.Demand)
+// re-evaluates at once, without reusing an earlier answer; and queued
+// requests make it active, as for IsActive.
 func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScaler_StreamIsActiveServer) error {
+	if ref == nil {
+		return status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")
+	}
 	s.m.streams.Inc()
 	defer s.m.streams.Dec()
 	ctx := stream.Context()
 	tick := time.NewTicker(s.opts.PushInterval)
 	defer tick.Stop()
-	var sent, last bool
+	var sent, last, fresh bool
 	for {
-		a := s.decide(ctx, ref)
+		var wake <-chan struct{}
+		if s.opts.Demand != nil {
+			wake = s.opts.Demand.Changes(ref.Namespace, serviceOf(ref)) // before evaluating: no rise is lost
+		}
+		a := s.decide(ctx, ref, fresh)
 		if status.Code(a.err) == grpccodes.InvalidArgument {
 			return a.err
 		}
-		if a.err == nil && (!sent || a.decision.Active != last) {
-			if err := stream.Send(&pb.IsActiveResponse{Result: a.decision.Active}); err != nil {
+		active, ok := a.decision.Active, a.err == nil
+		if s.waiting(ref) {
+			active, ok = true, true
+		}
+		if ok && (!sent || active != last) {
+			if err := stream.Send(&pb.IsActiveResponse{Result: active}); err != nil {
 				return err
 			}
-			sent, last = true, a.decision.Active
+			sent, last = true, active
 		}
+		if sent && last {
+			// Only a true acts at once on KEDA's side: while true stands,
+			// demand need not wake this loop.
+			wake = nil
+		}
+		fresh = false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-wake:
+			fresh = true
 		}
 	}
 }

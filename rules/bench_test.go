@@ -62,3 +62,25 @@ ruleSets:
 		}
 	}
 }
+
+// BenchmarkEvaluateBuiltins is BenchmarkEvaluate with the demand built-ins
+// next to a query: the scaler's hot path for activator-fronted services.
+func BenchmarkEvaluateBuiltins(b *testing.B) {
+	rs := mustParse(b, `
+ruleSets:
+- name: chat
+  queries:
+    waiting: sum(w)
+  replicas: max(waiting / 4, inflight / 8)
+  active: queued > 0 || inflight > 0 || waiting > 0
+  max: 16
+`)
+	results := []Result{{Values: []float64{9}}}
+	builtins := &BuiltinValues{InFlight: 17, Queued: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rs.EvaluateWith(results, builtins); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

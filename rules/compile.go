@@ -28,7 +28,14 @@ const (
 
 	seriesVar   = "series"
 	replicasVar = "replicas"
+	// The built-in demand variables: a query of the same name shadows them.
+	inflightVar = "inflight"
+	queuedVar   = "queued"
 )
+
+// builtinNames lists the built-in variables a query may shadow, in the
+// order of their fast-path slots.
+var builtinNames = [...]string{inflightVar, queuedVar}
 
 // reservedName says why name cannot name a query, or returns "".
 func reservedName(name string) string {
@@ -76,6 +83,11 @@ type RuleSet struct {
 	// Replicas and Active are the expressions as written; Active is empty
 	// when the default (replicas > 0) applies.
 	Replicas, Active string
+	// Builtins lists the built-in variables (inflight, queued) the
+	// expressions use, in that order; a query of the same name shadows the
+	// built-in and is not listed. The caller supplies their values to
+	// EvaluateWith.
+	Builtins []string
 	// File, Line and Column locate the rule set in its file.
 	File         string
 	Line, Column int
@@ -99,6 +111,11 @@ func compileEnv(rs *RuleSet, withReplicas bool) map[string]any {
 		env[q.Name] = float64(0)
 	}
 	env[seriesVar] = map[string][]float64{}
+	for _, b := range builtinNames {
+		if _, shadowed := env[b]; !shadowed {
+			env[b] = float64(0)
+		}
+	}
 	if withReplicas {
 		env[replicasVar] = float64(0)
 	}
@@ -204,6 +221,17 @@ type usage struct {
 	errs         []exprError
 }
 
+// builtin marks the built-in variable name as used, unless a query shadows it.
+func (u *usage) builtin(name string) {
+	if !slices.Contains(builtinNames[:], name) || u.query(name) != nil || slices.Contains(u.rs.Builtins, name) {
+		return
+	}
+	u.rs.Builtins = append(u.rs.Builtins, name)
+	slices.SortFunc(u.rs.Builtins, func(a, b string) int {
+		return slices.Index(builtinNames[:], a) - slices.Index(builtinNames[:], b)
+	})
+}
+
 func (u *usage) query(name string) *Query {
 	for _, q := range u.rs.Queries {
 		if q.Name == name {
@@ -221,6 +249,8 @@ func (u *usage) Visit(node *ast.Node) {
 			u.seriesIdents = append(u.seriesIdents, n)
 		} else if q := u.query(n.Value); q != nil {
 			q.Bare = true
+		} else {
+			u.builtin(n.Value)
 		}
 	case *ast.MemberNode:
 		id, ok := n.Node.(*ast.IdentifierNode)
@@ -234,6 +264,10 @@ func (u *usage) Visit(node *ast.Node) {
 			return
 		}
 		q := u.query(prop.Value)
+		if q == nil && slices.Contains(builtinNames[:], prop.Value) {
+			u.errs = append(u.errs, exprError{prop.Location().From, fmt.Sprintf("series.%s: %s is a built-in number, not a query: use %s", prop.Value, prop.Value, prop.Value)})
+			return
+		}
 		if q == nil {
 			u.errs = append(u.errs, exprError{prop.Location().From, fmt.Sprintf("series.%s: there is no query named %q", prop.Value, prop.Value)})
 			return

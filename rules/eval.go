@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 
 	"github.com/expr-lang/expr/vm"
 )
@@ -19,7 +21,21 @@ var (
 	ErrNotFinite = errors.New("not a finite number")
 	// ErrExpression: an expression failed at run time.
 	ErrExpression = errors.New("expression failed")
+	// ErrNoDemand: the expressions use inflight or queued, and the caller
+	// has no values for them.
+	ErrNoDemand = errors.New("no demand data")
 )
+
+// BuiltinValues are the values of the built-in variables, which come from
+// the caller rather than from a query.
+type BuiltinValues struct {
+	// InFlight is inflight: requests of the ScaledObject's service that
+	// the activators are proxying now, summed over all activators.
+	InFlight float64
+	// Queued is queued: requests of that service the activators hold
+	// while it has no ready pod.
+	Queued float64
+}
 
 // Result is the value of one query: one value per series of an instant
 // vector, or a scalar's value. Evaluate treats its slice as read-only.
@@ -51,7 +67,7 @@ func (rs *RuleSet) newEvaluator() *evaluator {
 	e := &evaluator{
 		env:    make(map[string]any, len(rs.Queries)+2),
 		series: make(map[string][]float64, len(rs.Queries)),
-		frame:  make(frame, len(rs.Queries)+1),
+		frame:  make(frame, len(rs.Queries)+1+len(builtinNames)),
 	}
 	e.env[seriesVar] = e.series
 	return e
@@ -64,10 +80,29 @@ const roundingSlack = 1e-9
 // Evaluate computes the decision from the results of the rule set's queries,
 // given in the order of rs.Queries. It never returns a decision computed from
 // missing or non-finite data: those are errors for the caller's onError
-// policy.
+// policy. A rule set that uses built-in variables needs EvaluateWith.
 func (rs *RuleSet) Evaluate(results []Result) (Decision, error) {
+	return rs.EvaluateWith(results, nil)
+}
+
+// EvaluateWith is Evaluate with the values of the built-in variables listed
+// in rs.Builtins. b may be nil when there are none: then a rule set that
+// uses them fails with ErrNoDemand rather than reading them as 0.
+func (rs *RuleSet) EvaluateWith(results []Result, b *BuiltinValues) (Decision, error) {
 	if len(results) != len(rs.Queries) {
 		return Decision{}, fmt.Errorf("rule set %q: got %d query results for %d queries", rs.Name, len(results), len(rs.Queries))
+	}
+	var builtins [len(builtinNames)]float64
+	if len(rs.Builtins) > 0 {
+		if b == nil {
+			return Decision{}, fmt.Errorf("%s: %w", strings.Join(rs.Builtins, ", "), ErrNoDemand)
+		}
+		builtins = [...]float64{b.InFlight, b.Queued}
+		for i, v := range builtins {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return Decision{}, fmt.Errorf("%s is %v: %w", builtinNames[i], v, ErrNotFinite)
+			}
+		}
 	}
 	e, _ := rs.pool.Get().(*evaluator)
 	if e == nil {
@@ -101,7 +136,11 @@ func (rs *RuleSet) Evaluate(results []Result) (Decision, error) {
 		}
 	}
 	if fast {
+		copy(e.frame[len(rs.Queries)+1:], builtins[:])
 		return rs.evaluateFast(e.frame)
+	}
+	for _, name := range rs.Builtins {
+		e.env[name] = builtins[slices.Index(builtinNames[:], name)]
 	}
 	e.vm.MemoryBudget = memoryBudget
 	out, err := e.vm.Run(rs.replicas, e.env)

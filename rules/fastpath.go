@@ -15,7 +15,7 @@ import (
 // results: FuzzFastPath compares them.
 
 // frame holds the inputs of one fast evaluation: the value of each query,
-// by index, and then replicas.
+// by index, then replicas, then the built-ins inflight and queued.
 type frame []float64
 
 type (
@@ -35,6 +35,11 @@ func newFastCompiler(rs *RuleSet, withReplicas bool) *fastCompiler {
 	}
 	if withReplicas {
 		c.slots[replicasVar] = len(rs.Queries)
+	}
+	for i, b := range builtinNames {
+		if _, shadowed := c.slots[b]; !shadowed {
+			c.slots[b] = len(rs.Queries) + 1 + i
+		}
 	}
 	return c
 }

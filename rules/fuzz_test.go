@@ -118,9 +118,11 @@ func FuzzFastPath(f *testing.F) {
 	for _, e := range []string{
 		"max(a / 4, b / 8)", "ceil(a) - floor(b) + round(a * b) + abs(-a)", "a > 1 ? a ** 2 : -b",
 		"min(a, b, 3) ^ 2", "a / b", "(a + 1) * (b - 2) / 3", "a != b ? a : b",
+		"max(a, inflight / 8) + queued", "queued > 0 ? max(1, ceil(inflight / 4)) : a",
 	} {
 		f.Add(e, "a > 0 || b > 0", 1.5, -2.0)
 		f.Add(e, "!(a >= b) && replicas <= 3 || a == b", 0.0, 0.0)
+		f.Add(e, "queued > 0 || inflight > a", 2.0, 3.0)
 	}
 	f.Fuzz(func(t *testing.T, replicasExpr, activeExpr string, a, b float64) {
 		if strings.ContainsAny(replicasExpr+activeExpr, "\n\r") {
@@ -136,7 +138,9 @@ func FuzzFastPath(f *testing.F) {
 			return
 		}
 		results := []Result{{Values: []float64{a}}, {Values: []float64{b}}}
-		fastD, fastErr := rs.Evaluate(results)
+		// The built-ins take values of their own, derived from a and b.
+		builtins := &BuiltinValues{InFlight: b * 3, Queued: a - 1}
+		fastD, fastErr := rs.EvaluateWith(results, builtins)
 		// The same rule set, forced onto the VM.
 		again, err := Parse("f.yaml", []byte(src))
 		if err != nil {
@@ -144,7 +148,7 @@ func FuzzFastPath(f *testing.F) {
 		}
 		slow := again[0]
 		slow.fastReplicas, slow.fastActive = nil, nil
-		slowD, slowErr := slow.Evaluate(results)
+		slowD, slowErr := slow.EvaluateWith(results, builtins)
 		if (fastErr == nil) != (slowErr == nil) {
 			t.Fatalf("errors differ: fast %v, vm %v", fastErr, slowErr)
 		}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,12 @@ import (
 // expectedErrors holds, for each *.bad.yaml file, every line `rules check`
 // must print for it, in order.
 var expectedErrors = map[string][]string{
+	"builtins.bad.yaml": {
+		`builtins.bad.yaml:3:15: rule set "builtin-types": replicas: must compute a number of replicas, but computes a bool`,
+		`builtins.bad.yaml:4:13: rule set "builtin-types": active: must compute true or false, but computes a float64`,
+		`builtins.bad.yaml:7:26: rule set "builtin-series": replicas: series.inflight: inflight is a built-in number, not a query: use inflight`,
+		`builtins.bad.yaml:10:23: rule set "builtin-strings": replicas: invalid operation: + (mismatched types float64 and string)`,
+	},
 	"empty.bad.yaml": {
 		`empty.bad.yaml:1:1: ruleSets: the file holds no rule sets`,
 	},
@@ -341,6 +348,7 @@ func TestFastPathCoverage(t *testing.T) {
 		"vm active":       {"waiting", "len(series.running) > 0", false},
 		"let":             {"let x = waiting; x * 2", "", false},
 		"integer literal": {"2", "true", true},
+		"built-ins":       {"max(waiting / 4, inflight / 8)", "queued > 0 || inflight > replicas", true},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -353,9 +361,113 @@ func TestFastPathCoverage(t *testing.T) {
 			if fast != tc.fast {
 				t.Errorf("fast path = %v, want %v", fast, tc.fast)
 			}
-			if _, err := rs.Evaluate([]Result{num(1), num(2)}); err != nil {
+			if _, err := rs.EvaluateWith([]Result{num(1), num(2)}, &BuiltinValues{InFlight: 1}); err != nil {
 				t.Errorf("evaluate: %v", err)
 			}
 		})
+	}
+}
+
+func TestBuiltins(t *testing.T) {
+	const useBoth = `
+ruleSets:
+- name: both
+  queries:
+    waiting: sum(w)
+  replicas: max(waiting / 4, inflight / 8)
+  active: queued > 0 || inflight > 0
+  max: 10
+`
+	const onlyBuiltins = `
+ruleSets:
+- name: only
+  replicas: inflight + queued
+  max: 10
+`
+	// DESIGN.md's example names a query inflight: the query shadows the
+	// built-in and keeps its meaning.
+	const shadowed = `
+ruleSets:
+- name: shadow
+  queries:
+    inflight: sum(nemesis_activator_requests_in_flight{namespace="$namespace", service="$service"})
+  replicas: inflight / 8 + queued
+  active: inflight > 0
+  max: 10
+`
+	const unused = `
+ruleSets:
+- name: unused
+  queries:
+    q: sum(x)
+  replicas: q
+  max: 10
+`
+	vals := func(inFlight, queued float64) *BuiltinValues {
+		return &BuiltinValues{InFlight: inFlight, Queued: queued}
+	}
+	cases := map[string]struct {
+		src      string
+		results  []Result
+		builtins *BuiltinValues
+		uses     []string
+		want     Decision
+		wantErr  error
+	}{
+		"both":                       {useBoth, []Result{num(4)}, vals(24, 0), []string{"inflight", "queued"}, Decision{Replicas: 3, Raw: 3, Active: true}, nil},
+		"queued alone is active":     {useBoth, []Result{num(0)}, vals(0, 1), []string{"inflight", "queued"}, Decision{Replicas: 0, Raw: 0, Active: true}, nil},
+		"idle":                       {useBoth, []Result{num(0)}, vals(0, 0), []string{"inflight", "queued"}, Decision{Replicas: 0, Raw: 0, Active: false}, nil},
+		"no values":                  {useBoth, []Result{num(0)}, nil, []string{"inflight", "queued"}, Decision{}, ErrNoDemand},
+		"not finite":                 {onlyBuiltins, nil, vals(math.Inf(1), 0), []string{"inflight", "queued"}, Decision{}, ErrNotFinite},
+		"no queries":                 {onlyBuiltins, nil, vals(3, 2), []string{"inflight", "queued"}, Decision{Replicas: 5, Raw: 5, Active: true}, nil},
+		"query shadows":              {shadowed, []Result{num(16)}, vals(1000, 1), []string{"queued"}, Decision{Replicas: 3, Raw: 3, Active: true}, nil},
+		"shadowing query needs data": {shadowed, []Result{num()}, vals(1000, 1), []string{"queued"}, Decision{}, ErrNoData},
+		"unused built-ins":           {unused, []Result{num(2)}, nil, nil, Decision{Replicas: 2, Raw: 2, Active: true}, nil},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rs := mustParse(t, tc.src)
+			if !slices.Equal(rs.Builtins, tc.uses) {
+				t.Errorf("Builtins = %q, want %q", rs.Builtins, tc.uses)
+			}
+			// The fast path and the VM must agree.
+			vm := mustParse(t, tc.src)
+			vm.fastReplicas, vm.fastActive = nil, nil
+			for path, rs := range map[string]*RuleSet{"fast": rs, "vm": vm} {
+				got, err := rs.EvaluateWith(tc.results, tc.builtins)
+				if tc.wantErr != nil {
+					if !errors.Is(err, tc.wantErr) {
+						t.Fatalf("%s: want error %v, got %v (decision %+v)", path, tc.wantErr, err, got)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: unexpected error: %v", path, err)
+				}
+				if got != tc.want {
+					t.Errorf("%s: got %+v, want %+v", path, got, tc.want)
+				}
+			}
+		})
+	}
+	if rs := mustParse(t, useBoth); rs.fastReplicas == nil || rs.fastActive == nil {
+		t.Error("built-ins left the fast path")
+	}
+	if _, err := mustParse(t, onlyBuiltins).Evaluate(nil); !errors.Is(err, ErrNoDemand) || !strings.Contains(err.Error(), "inflight, queued") {
+		t.Errorf("Evaluate without values: %v, want ErrNoDemand naming the built-ins", err)
+	}
+}
+
+// TestBuiltinsNoAllocs pins the fast path with built-ins at zero
+// allocations per evaluation.
+func TestBuiltinsNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop values")
+	}
+	rs := mustParse(t, "ruleSets:\n- name: a\n  queries:\n    w: sum(w)\n  replicas: max(w / 4, inflight / 8)\n  active: queued > 0 || replicas > 0\n  max: 9\n")
+	results, b := []Result{num(3)}, &BuiltinValues{InFlight: 9, Queued: 1}
+	_, _ = rs.EvaluateWith(results, b) // fill the pool
+	if n := testing.AllocsPerRun(100, func() { _, _ = rs.EvaluateWith(results, b) }); n != 0 {
+		t.Errorf("%v allocations per evaluation, want 0", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/k8s-nemesis/nemesis/demand"
 )
 
 func exitCode(err error) int {
@@ -123,6 +126,7 @@ func TestScalerFlagErrors(t *testing.T) {
 		"bad url":           {[]string{"scaler", "--rules", "../../examples/rules", "--prometheus-url", "::nope"}, "url"},
 		"unknown command":   {[]string{"scale"}, `unknown command "scale"`},
 		"negative interval": {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--push-interval", "-1s"}, "--push-interval must be positive"},
+		"bad activator":     {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--activator", "activator-0:9091"}, `--activator: activator address "activator-0:9091"`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -152,11 +156,15 @@ func freeAddr(t *testing.T) string {
 // gRPC health, and a clean exit on cancellation.
 func TestScalerLifecycle(t *testing.T) {
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	// One activator to watch for demand.
+	tracker := demand.NewTracker("activator-0", demand.TrackerOptions{})
+	activator := httptest.NewServer(tracker.Handler())
+	defer func() { tracker.Close(); activator.Close() }()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"scaler", "--rules", "../../examples/rules", "--prometheus-url", "http://127.0.0.1:9",
-			"--grpc-address", grpcAddr, "--http-address", httpAddr}, io.Discard, io.Discard)
+			"--grpc-address", grpcAddr, "--http-address", httpAddr, "--activator", activator.URL}, io.Discard, io.Discard)
 	}()
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + httpAddr + path)
@@ -180,8 +188,16 @@ func TestScalerLifecycle(t *testing.T) {
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d", code)
 	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, body := get("/metrics"); strings.Contains(body, "nemesis_demand_connected_activators 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/metrics: nemesis_demand_connected_activators never 1")
+		}
+	}
 	code, body := get("/metrics")
-	for _, want := range []string{"nemesis_rules_rule_sets 3", "nemesis_prometheus_requests_total", "nemesis_scaler_active_streams 0", "go_goroutines"} {
+	for _, want := range []string{"nemesis_rules_rule_sets 3", "nemesis_prometheus_requests_total", "nemesis_scaler_active_streams 0", "go_goroutines", "nemesis_demand_stream_errors_total"} {
 		if code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("/metrics (%d) lacks %q", code, want)
 		}

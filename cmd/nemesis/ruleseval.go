@@ -36,7 +36,7 @@ func runRulesEval(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&namespace, "namespace", "default", "the ScaledObject's namespace ($namespace)")
 	fs.StringVar(&name, "name", "example", "the ScaledObject's name ($name)")
 	fs.Var(metadata, "metadata", `trigger metadata "key: value" (repeatable), e.g. "model: llama"`)
-	fs.Var(set, "set", `use this value for a query instead of asking Prometheus, "query: 1,2,3" (repeatable; several values are several series; empty is no data)`)
+	fs.Var(set, "set", `use this value for a query instead of asking Prometheus, "query: 1,2,3" (repeatable; several values are several series; empty is no data), or for a built-in, "inflight: 3", "queued: 1"`)
 	fs.StringVar(&promURL, "prometheus-url", "", "Prometheus to query (needed unless every query is --set)")
 	fs.DurationVar(&timeout, "prometheus-timeout", metrics.DefaultTimeout, "timeout of one query")
 	if err := fs.Parse(args); err != nil {
@@ -88,7 +88,28 @@ func runRulesEval(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintf(stdout, "  = %v\n", results[i].Values)
 	}
-	d, err := rs.Evaluate(results)
+	// The built-ins come from the activators in the scaler; here from --set.
+	var builtins *rules.BuiltinValues
+	if len(rs.Builtins) > 0 {
+		builtins = &rules.BuiltinValues{}
+		for _, b := range rs.Builtins {
+			v, ok := set[b]
+			if !ok {
+				return usageError("rule set %q uses the built-in %s, which the activators supply to the scaler: give it with --set '%s: N'", rs.Name, b, b)
+			}
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return usageError("--set %s: %q is not a number", b, v)
+			}
+			if b == "inflight" {
+				builtins.InFlight = n
+			} else {
+				builtins.Queued = n
+			}
+			fmt.Fprintf(stdout, "built-in %s = %v\n", b, n)
+		}
+	}
+	d, err := rs.EvaluateWith(results, builtins)
 	if err != nil {
 		fmt.Fprintf(stdout, "error: %v\nonError: %s", err, rs.OnError)
 		if rs.OnError.Mode == rules.Hold {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/k8s-nemesis/nemesis/demand"
 	"github.com/k8s-nemesis/nemesis/externalscaler"
 	"github.com/k8s-nemesis/nemesis/metrics"
 )
@@ -31,6 +32,7 @@ import (
 // scalerConfig is everything `nemesis scaler` is told on its command line.
 type scalerConfig struct {
 	rules           stringList
+	activators      stringList
 	grpcAddress     string
 	httpAddress     string
 	prom            metrics.ClientConfig
@@ -47,6 +49,7 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	fs := flag.NewFlagSet("nemesis scaler", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&c.rules, "rules", "rule file, or directory of *.yaml rule files (repeatable); reloaded on change")
+	fs.Var(&c.activators, "activator", "base URL of one activator replica's admin address to watch for demand, e.g. http://activator-0.activator:9091 (repeatable; each replica once, never a load-balanced Service)")
 	fs.StringVar(&c.grpcAddress, "grpc-address", ":9400", "address of the gRPC server KEDA calls")
 	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address serving /metrics, /healthz and /readyz")
 	fs.StringVar(&c.prom.URL, "prometheus-url", "", "Prometheus base URL, e.g. http://prometheus.monitoring:9090 (required)")
@@ -83,6 +86,11 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	}
 	if c.prom.URL == "" {
 		problems = append(problems, "--prometheus-url is required")
+	}
+	for _, a := range c.activators {
+		if _, err := demand.WatchURL(a); err != nil {
+			problems = append(problems, "--activator: "+err.Error())
+		}
 	}
 	if c.tls.Enabled() && (c.tls.CertFile == "" || c.tls.KeyFile == "") {
 		problems = append(problems, "--tls-cert-file and --tls-key-file go together (and --client-ca-file needs both)")
@@ -152,13 +160,21 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError("listening for HTTP: %v", err)
 	}
 
-	scaler := externalscaler.New(store, client, externalscaler.Options{
+	scalerOpts := externalscaler.Options{
 		Logger:         logger,
 		Registerer:     reg,
 		TracerProvider: tp,
 		ReuseFor:       cfg.reuseFor,
 		PushInterval:   cfg.pushInterval,
-	})
+	}
+	var agg *demand.Aggregator
+	if len(cfg.activators) > 0 {
+		agg = demand.NewAggregator(demand.StaticSources(cfg.activators), demand.AggregatorOptions{Logger: logger.With("component", "demand"), Registerer: reg})
+		scalerOpts.Demand = agg
+	} else if uses := demandRuleSets(store.Current()); len(uses) > 0 {
+		logger.Warn("rule sets use inflight or queued, but no --activator is given: they will fail (onError applies)", "ruleSets", uses)
+	}
+	scaler := externalscaler.New(store, client, scalerOpts)
 	grpcServer := grpc.NewServer(grpcOpts...)
 	pb.RegisterExternalScalerServer(grpcServer, scaler)
 	healthServer := health.NewServer()
@@ -182,6 +198,12 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		wctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return store.Watch(wctx, cfg.rulesResync) }, func(error) { cancel() })
 	}
+	// Demand aggregator: watches every activator. Needs nothing stopped
+	// before it: open streams then read the last counts, or none.
+	if agg != nil {
+		actx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return agg.Run(actx) }, func(error) { cancel() })
+	}
 	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
 	{
 		sctx, cancel := context.WithCancel(context.Background())
@@ -194,7 +216,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 			healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			ready.Store(true)
 			logger.Info("serving KEDA external scaler", "grpcAddress", grpcLis.Addr().String(), "tls", cfg.tls.Enabled(), "mtls", cfg.tls.ClientCAFile != "",
-				"ruleSets", store.Current().Names(), "prometheus", cfg.prom.URL)
+				"ruleSets", store.Current().Names(), "prometheus", cfg.prom.URL, "activators", []string(cfg.activators))
 			return grpcServer.Serve(grpcLis)
 		}, func(error) {
 			ready.Store(false)
@@ -233,4 +255,16 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		})
 	}
 	return g.Run()
+}
+
+// demandRuleSets names the rule sets that use the built-ins inflight or
+// queued.
+func demandRuleSets(c *externalscaler.Catalog) []string {
+	var out []string
+	for _, name := range c.Names() {
+		if rs, ok := c.RuleSet(name); ok && len(rs.Builtins) > 0 {
+			out = append(out, name)
+		}
+	}
+	return out
 }

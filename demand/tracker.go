@@ -1,0 +1,485 @@
+package demand
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TrackerOptions configures a [Tracker]. Zero values take the defaults.
+type TrackerOptions struct {
+	// Logger receives the tracker's logs; default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the tracker's metrics; default none.
+	Registerer prometheus.Registerer
+	// Coalesce is the shortest time between two snapshots for changes
+	// other than a rise from zero. Default 50ms.
+	Coalesce time.Duration
+	// Heartbeat is the longest time between two snapshots. Default 1s; keep
+	// it well under the aggregators' silence timeout (3s).
+	Heartbeat time.Duration
+	// WriteTimeout disconnects a watcher that has not taken a snapshot for
+	// this long. Default 10s.
+	WriteTimeout time.Duration
+	// MaxWatchers bounds the open watch streams; more are refused with 503.
+	// Default 64.
+	MaxWatchers int
+}
+
+// Tracker counts the in-flight and queued requests of every service in one
+// activator, and serves them to the scalers as a watch stream. Add is safe
+// for concurrent use and cheap enough for the proxy's hot path.
+type Tracker struct {
+	id     string
+	opts   TrackerOptions
+	logger *slog.Logger
+	m      *trackerMetrics
+
+	// services is copied on write: a new service is rare, a lookup is on
+	// every request.
+	services atomic.Pointer[map[key]*counter]
+	insertMu sync.Mutex
+
+	// dirty is set by Add when anything changed and the publisher has not
+	// seen it yet; kick wakes the publisher.
+	dirty atomic.Bool
+	kick  chan struct{}
+
+	mu         sync.Mutex
+	watchers   map[*watcher]struct{}
+	joined     bool // a watcher waits for its first snapshot
+	publishing bool // the publisher goroutine runs
+	closed     bool
+	done       chan struct{}
+
+	// Publisher state: only the one running publisher touches it.
+	seq  uint64
+	last map[key]counts // as last published
+}
+
+// counter is one service's counts. armedInFlight (armedQueued) is true when
+// the last snapshot sent showed in-flight (queued) at zero: then a rise is
+// the wake-up edge, which Add signals at once. Once sent non-zero, further
+// rises wait for the coalescing interval: the scalers know already.
+type counter struct {
+	inFlight, queued           atomic.Int64
+	armedInFlight, armedQueued atomic.Bool
+	_                          [40]byte // one 64-byte cache line per service
+}
+
+// watcher is one open watch stream.
+type watcher struct {
+	latest atomic.Pointer[[]byte] // the newest snapshot not yet written
+	ready  chan struct{}          // cap 1: latest was set
+}
+
+// NewTracker returns a tracker for the activator replica id (its pod name:
+// unique among the replicas, so that aggregators count each once).
+func NewTracker(id string, opts TrackerOptions) *Tracker {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Coalesce <= 0 {
+		opts.Coalesce = 50 * time.Millisecond
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.MaxWatchers <= 0 {
+		opts.MaxWatchers = 64
+	}
+	t := &Tracker{
+		id:       id,
+		opts:     opts,
+		logger:   opts.Logger,
+		m:        newTrackerMetrics(opts.Registerer),
+		kick:     make(chan struct{}, 1),
+		watchers: map[*watcher]struct{}{},
+		done:     make(chan struct{}),
+		last:     map[key]counts{},
+	}
+	empty := map[key]*counter{}
+	t.services.Store(&empty)
+	return t
+}
+
+// Add changes the counts of a service by the given deltas: +1 in flight when
+// a request is sent to a pod, -1 when it ends; +1 queued when a request is
+// held, -1 when it leaves the queue. A rise from zero is sent to the
+// watchers at once; other changes within the coalescing interval.
+func (t *Tracker) Add(namespace, service string, inFlight, queued int64) {
+	c := t.counter(namespace, service)
+	edge := false
+	if inFlight != 0 {
+		n := c.inFlight.Add(inFlight)
+		edge = n > 0 && n-inFlight <= 0 && c.armedInFlight.Load()
+	}
+	if queued != 0 {
+		n := c.queued.Add(queued)
+		edge = edge || (n > 0 && n-queued <= 0 && c.armedQueued.Load())
+	}
+	// Under load dirty stays set between two snapshots, so most calls end
+	// after one atomic load.
+	if (!t.dirty.Load() && !t.dirty.Swap(true)) || edge {
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Get returns the counts of a service in this activator.
+func (t *Tracker) Get(namespace, service string) (inFlight, queued int64) {
+	c, ok := (*t.services.Load())[key{namespace, service}]
+	if !ok {
+		return 0, 0
+	}
+	return c.inFlight.Load(), c.queued.Load()
+}
+
+func (t *Tracker) counter(namespace, service string) *counter {
+	if c, ok := (*t.services.Load())[key{namespace, service}]; ok {
+		return c
+	}
+	t.insertMu.Lock()
+	defer t.insertMu.Unlock()
+	old := *t.services.Load()
+	if c, ok := old[key{namespace, service}]; ok {
+		return c
+	}
+	c := &counter{}
+	c.armedInFlight.Store(true)
+	c.armedQueued.Store(true)
+	next := make(map[key]*counter, len(old)+1)
+	maps.Copy(next, old)
+	next[key{namespace, service}] = c
+	t.services.Store(&next)
+	return c
+}
+
+// Handler serves the watch stream at [WatchPath]; mount it on the admin
+// address, e.g. mux.Handle(demand.WatchPath, tracker.Handler()).
+func (t *Tracker) Handler() http.Handler {
+	return http.HandlerFunc(t.serveWatch)
+}
+
+// Close ends every watch stream and refuses new ones. http.Server.Shutdown
+// waits for handlers to return and a watch stream never does by itself:
+// call Close first, or register it with RegisterOnShutdown.
+func (t *Tracker) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed {
+		t.closed = true
+		close(t.done)
+	}
+}
+
+var errTooMany = errors.New("too many watchers")
+
+func (t *Tracker) serveWatch(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != WatchPath {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed: use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	wt := &watcher{ready: make(chan struct{}, 1)}
+	if err := t.register(wt); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer t.unregister(wt)
+	t.logger.Debug("scaler watching demand", "remote", r.RemoteAddr)
+
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.done:
+			return
+		case <-wt.ready:
+		}
+		line := wt.latest.Swap(nil)
+		if line == nil {
+			continue
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
+		if _, err := w.Write(*line); err != nil {
+			t.logger.Debug("demand watcher gone", "remote", r.RemoteAddr, "err", err.Error())
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// register adds a watcher and starts the publisher if it is not running.
+func (t *Tracker) register(wt *watcher) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errors.New("activator shutting down")
+	}
+	if len(t.watchers) >= t.opts.MaxWatchers {
+		return errTooMany
+	}
+	t.watchers[wt] = struct{}{}
+	t.m.watchers.Set(float64(len(t.watchers)))
+	t.joined = true
+	if !t.publishing {
+		t.publishing = true
+		go t.publish()
+	}
+	t.wake()
+	return nil
+}
+
+func (t *Tracker) unregister(wt *watcher) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.watchers, wt)
+	t.m.watchers.Set(float64(len(t.watchers)))
+	t.wake() // so that the publisher stops when it was the last
+}
+
+func (t *Tracker) wake() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// publish runs while there are watchers: it decides when to build and send
+// a snapshot.
+func (t *Tracker) publish() {
+	heartbeat := time.NewTimer(t.opts.Heartbeat)
+	defer heartbeat.Stop()
+	coalesce := time.NewTimer(time.Hour)
+	coalesce.Stop()
+	defer coalesce.Stop()
+	var (
+		pending bool // a coalesced snapshot is due when coalesce fires
+		lastPub time.Time
+	)
+	for {
+		var fired, beat bool
+		select {
+		case <-t.kick:
+		case <-coalesce.C:
+			fired = true
+		case <-heartbeat.C:
+			beat = true
+		case <-t.done:
+		}
+		t.mu.Lock()
+		if len(t.watchers) == 0 || t.closed {
+			t.publishing = false
+			t.mu.Unlock()
+			return
+		}
+		join := t.joined
+		t.joined = false
+		t.mu.Unlock()
+
+		if fired {
+			pending = false
+		}
+		if pending && !join && !beat {
+			// Woken by an edge while a coalesced snapshot is due: build one
+			// to look, but leave dirty set for the one that is due, so that
+			// Add does not wake this loop on every change meanwhile.
+			snap := t.build()
+			if t.rose(snap) {
+				t.send(snap, kindEdge)
+				lastPub = time.Now()
+				heartbeat.Reset(t.opts.Heartbeat)
+			}
+			continue
+		}
+		t.dirty.Store(false)
+		snap := t.build()
+		kind := ""
+		switch {
+		case join:
+			kind = kindInitial
+		case beat:
+			kind = kindHeartbeat
+		case t.rose(snap):
+			kind = kindEdge
+		case t.changed(snap) && (fired || time.Since(lastPub) >= t.opts.Coalesce):
+			kind = kindCoalesced
+		case fired:
+			// Due, and nothing to send (changes that cancelled out).
+		default:
+			// Changed too soon after the last snapshot, or not changed at
+			// all: look again when the interval is up, and leave dirty set
+			// meanwhile so that Add does not wake this loop on every call.
+			pending = true
+			wait := t.opts.Coalesce - time.Since(lastPub)
+			if wait <= 0 {
+				wait = t.opts.Coalesce
+			}
+			coalesce.Reset(wait)
+		}
+		if kind != "" {
+			t.send(snap, kind)
+			lastPub = time.Now()
+			heartbeat.Reset(t.opts.Heartbeat)
+		}
+	}
+}
+
+// build reads every counter.
+func (t *Tracker) build() map[key]counts {
+	services := *t.services.Load()
+	snap := make(map[key]counts, len(t.last)+1)
+	for k, c := range services {
+		// A negative count is a caller's bug; never send it.
+		n := counts{inFlight: max(c.inFlight.Load(), 0), queued: max(c.queued.Load(), 0)}
+		if !n.zero() {
+			snap[k] = n
+		}
+	}
+	return snap
+}
+
+// arm sets the edge flags of every counter from the snapshot just sent. A
+// count sent as zero is armed and then read again: a rise that raced with
+// the snapshot, and so saw the flag still unarmed, shows here and wakes the
+// publisher.
+func (t *Tracker) arm(sent map[key]counts) {
+	missed := false
+	for k, c := range *t.services.Load() {
+		n := sent[k]
+		missed = armField(&c.armedInFlight, &c.inFlight, n.inFlight) || missed
+		missed = armField(&c.armedQueued, &c.queued, n.queued) || missed
+	}
+	if missed {
+		t.wake()
+	}
+}
+
+func armField(armed *atomic.Bool, v *atomic.Int64, sent int64) (missed bool) {
+	if sent > 0 {
+		if armed.Load() {
+			armed.Store(false)
+		}
+		return false
+	}
+	if !armed.Load() {
+		armed.Store(true)
+		return v.Load() > 0
+	}
+	return false
+}
+
+// rose reports whether a count in snap rose from zero since the last
+// snapshot sent.
+func (t *Tracker) rose(snap map[key]counts) bool {
+	for k, n := range snap {
+		if t.last[k].rose(n) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Tracker) changed(snap map[key]counts) bool {
+	return !maps.Equal(snap, t.last)
+}
+
+const (
+	kindInitial   = "initial"
+	kindEdge      = "edge"
+	kindCoalesced = "coalesced"
+	kindHeartbeat = "heartbeat"
+)
+
+// send encodes snap and hands it to every watcher, replacing any snapshot a
+// slow watcher has not taken yet.
+func (t *Tracker) send(snap map[key]counts, kind string) {
+	t.seq++
+	s := Snapshot{Activator: t.id, Seq: t.seq, Services: make([]ServiceDemand, 0, len(snap)+len(t.last))}
+	for k, n := range snap {
+		s.Services = append(s.Services, ServiceDemand{Namespace: k.namespace, Service: k.service, InFlight: n.inFlight, Queued: n.queued})
+	}
+	for k := range t.last {
+		if _, ok := snap[k]; !ok {
+			s.Services = append(s.Services, ServiceDemand{Namespace: k.namespace, Service: k.service})
+		}
+	}
+	sortServices(s.Services)
+	t.last = snap
+	t.arm(snap)
+	line, err := json.Marshal(&s)
+	if err != nil {
+		t.logger.Error("encoding a demand snapshot", "err", err.Error()) // cannot happen: plain types
+		return
+	}
+	line = append(line, '\n')
+	t.m.snapshots.WithLabelValues(kind).Inc()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for wt := range t.watchers {
+		if wt.latest.Swap(&line) != nil {
+			t.m.dropped.Inc()
+		}
+		select {
+		case wt.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// trackerMetrics are the activator side's instruments.
+type trackerMetrics struct {
+	watchers  prometheus.Gauge
+	snapshots *prometheus.CounterVec
+	dropped   prometheus.Counter
+}
+
+func newTrackerMetrics(reg prometheus.Registerer) *trackerMetrics {
+	m := &trackerMetrics{
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "nemesis", Subsystem: "demand", Name: "watchers",
+			Help: "Open demand watch streams (one per scaler replica).",
+		}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "nemesis", Subsystem: "demand", Name: "snapshots_sent_total",
+			Help: "Demand snapshots built for the watchers, by kind: initial (a watcher joined), edge (a count rose from zero), coalesced, heartbeat.",
+		}, []string{"kind"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "nemesis", Subsystem: "demand", Name: "snapshots_dropped_total",
+			Help: "Snapshots replaced by a newer one before a slow watcher took them.",
+		}),
+	}
+	for _, k := range []string{kindInitial, kindEdge, kindCoalesced, kindHeartbeat} {
+		m.snapshots.WithLabelValues(k)
+	}
+	if reg != nil {
+		reg.MustRegister(m.watchers, m.snapshots, m.dropped)
+	}
+	return m
+}
