@@ -38,6 +38,7 @@ const usage = `usage: nemesis <command> [flags]
 
 commands:
   scaler        run the KEDA external scaler
+  activator     run the HTTP proxy that balances, counts and holds requests
   rules check   check rule files and print every problem
   rules eval    evaluate one rule set once, against Prometheus or given values
   version       print the version
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "scaler":
 		return runScaler(ctx, args[1:], stderr)
+	case "activator":
+		return runActivator(ctx, args[1:], stderr)
 	case "rules":
 		switch {
 		case len(args) >= 2 && args[1] == "check":

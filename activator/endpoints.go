@@ -1,0 +1,160 @@
+package activator
+
+import (
+	"net"
+	"slices"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// EndpointSource feeds one route its endpoints. Subscribe calls update with
+// the complete current sets (addresses host:port) at once if it knows them,
+// and again after every change, until cancel is called. Ready endpoints get
+// new requests; terminating ones keep the requests they have and get
+// nothing new; endpoints in neither set are forgotten. update must not be
+// called concurrently with itself for one subscription.
+type EndpointSource interface {
+	Subscribe(update func(ready, terminating []string)) (cancel func())
+}
+
+// ServiceEndpoints tracks the endpoints of Kubernetes Services (package
+// kube implements it with EndpointSlice informers). Subscribe follows the
+// given port of namespace/name with the contract of [EndpointSource].
+type ServiceEndpoints interface {
+	Subscribe(namespace, name string, port int32, update func(ready, terminating []string)) (cancel func())
+}
+
+// PodNamer may be implemented by a [ServiceEndpoints] to tell which pod is
+// behind an endpoint address (ip:port). The metric policy uses it to map
+// series with a pod label to endpoints.
+type PodNamer interface {
+	PodName(namespace, address string) (pod string, ok bool)
+}
+
+// StaticEndpoints is an [EndpointSource] whose endpoints are always ready.
+type StaticEndpoints []string
+
+// Subscribe implements EndpointSource.
+func (s StaticEndpoints) Subscribe(update func(ready, terminating []string)) func() {
+	update(slices.Clone(s), nil)
+	return func() {}
+}
+
+// serviceSource adapts ServiceEndpoints to one route's EndpointSource.
+type serviceSource struct {
+	svc ServiceEndpoints
+	ref ServiceRef
+}
+
+func (s serviceSource) Subscribe(update func(ready, terminating []string)) func() {
+	return s.svc.Subscribe(s.ref.Namespace, s.ref.Name, s.ref.Port, update)
+}
+
+var (
+	_ EndpointSource = StaticEndpoints(nil)
+	_ EndpointSource = serviceSource{}
+)
+
+// Endpoint is one upstream address of a route, with the counters the
+// policies read.
+type Endpoint struct {
+	addr     string
+	ip       string
+	inFlight atomic.Int64
+	gauge    prometheus.Gauge
+	pool     *connPool
+}
+
+// Address returns the endpoint's host:port.
+func (e *Endpoint) Address() string { return e.addr }
+
+// InFlight returns the requests proxied to the endpoint and not finished.
+func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
+
+func (e *Endpoint) start() {
+	e.inFlight.Add(1)
+	e.gauge.Inc()
+}
+
+func (e *Endpoint) done() {
+	e.inFlight.Add(-1)
+	e.gauge.Dec()
+}
+
+// updateEndpoints applies a source update to the route: new ready
+// endpoints get a connection pool, terminating ones stay known (their
+// requests finish) but leave the ready set, and the rest are dropped. If
+// any endpoint is ready afterwards, the queue is released.
+func (r *route) updateEndpoints(ready, terminating []string) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	next := make(map[string]*Endpoint, len(ready)+len(terminating))
+	readyList := make([]*Endpoint, 0, len(ready))
+	for _, addr := range ready {
+		if _, dup := next[addr]; dup {
+			continue
+		}
+		ep := r.all[addr]
+		if ep == nil {
+			ep = r.newEndpoint(addr)
+		}
+		next[addr] = ep
+		readyList = append(readyList, ep)
+	}
+	nTerm := 0
+	for _, addr := range terminating {
+		if _, dup := next[addr]; dup {
+			continue
+		}
+		if ep := r.all[addr]; ep != nil {
+			next[addr] = ep
+			nTerm++
+			// No new requests: idle connections are of no more use.
+			ep.pool.closeIdle()
+		}
+	}
+	for addr, ep := range r.all {
+		if _, ok := next[addr]; !ok {
+			ep.pool.close()
+			r.m.forgetEndpoint(addr)
+		}
+	}
+	r.all = next
+	slices.SortFunc(readyList, func(a, b *Endpoint) int {
+		switch {
+		case a.addr < b.addr:
+			return -1
+		case a.addr > b.addr:
+			return 1
+		}
+		return 0
+	})
+	r.ready.Store(&readyList)
+	r.m.ready.Set(float64(len(readyList)))
+	r.m.terminating.Set(float64(nTerm))
+	if len(readyList) > 0 {
+		r.queue.releaseAll()
+	}
+	r.mu.Unlock()
+	r.a.logger.Debug("endpoints updated", "route", r.cfg.Name, "ready", len(readyList), "terminating", nTerm)
+}
+
+func (r *route) newEndpoint(addr string) *Endpoint {
+	ip, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		ip = addr
+	}
+	return &Endpoint{addr: addr, ip: ip, gauge: r.m.endpoint(addr), pool: r.a.newPool(addr)}
+}
+
+// readyEndpoints returns the current ready set; callers must not modify it.
+func (r *route) readyEndpoints() []*Endpoint {
+	if p := r.ready.Load(); p != nil {
+		return *p
+	}
+	return nil
+}

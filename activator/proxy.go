@@ -1,0 +1,1099 @@
+package activator
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+const (
+	// MaxAttempts bounds the upstream attempts of one request.
+	MaxAttempts = 5
+	// RetryBackoff is the wait before the second attempt after a connect
+	// failure; it doubles for each further attempt (25, 50, 100, 200 ms).
+	RetryBackoff = 25 * time.Millisecond
+	// MaxRetryBodyBytes is the largest request body (with a known length)
+	// that is buffered so that the request can be sent again when a reused
+	// connection turns out to be closed.
+	MaxRetryBodyBytes = 64 << 10
+
+	upstreamReadBuffer  = 8 << 10
+	upstreamWriteBuffer = 8 << 10
+	// maxResponseHeaderBytes bounds an upstream response head.
+	maxResponseHeaderBytes = 64 << 10
+	// maxInternedHeaders bounds each connection's caches of header names
+	// and values.
+	maxInternedHeaders = 64
+)
+
+// aLongTimeAgo is a deadline in the past, to abort blocked I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// connPool holds the idle HTTP/1.1 connections to one endpoint, most
+// recently used first (LIFO keeps few connections warm and lets the rest
+// age out).
+type connPool struct {
+	addr    string
+	a       *Activator
+	mu      sync.Mutex
+	idle    []*upConn
+	closed  bool // the endpoint is gone: returned connections are closed
+	noReuse bool // the endpoint is terminating: nothing goes back idle
+}
+
+func (a *Activator) newPool(addr string) *connPool {
+	return &connPool{addr: addr, a: a}
+}
+
+// get returns an idle connection, or dials a new one.
+func (p *connPool) get(ctx context.Context, fresh bool) (*upConn, error) {
+	if !fresh {
+		now := time.Now()
+		p.mu.Lock()
+		for n := len(p.idle); n > 0; n = len(p.idle) {
+			c := p.idle[n-1]
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			if now.Sub(c.idleAt) < p.a.upstreamIdle {
+				p.mu.Unlock()
+				c.reused = true
+				return c, nil
+			}
+			c.nc.Close()
+		}
+		p.mu.Unlock()
+	}
+	nc, err := p.a.dialer.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &upConn{
+		nc:   nc,
+		pool: p,
+		br:   bufio.NewReaderSize(nc, upstreamReadBuffer),
+		bw:   bufio.NewWriterSize(nc, upstreamWriteBuffer),
+		keys: map[string]string{},
+		vals: map[string]string{},
+	}, nil
+}
+
+// put returns a connection whose last exchange completed cleanly.
+func (p *connPool) put(c *upConn) {
+	c.idleAt = time.Now()
+	p.mu.Lock()
+	if p.closed || p.noReuse || len(p.idle) >= p.a.maxIdle {
+		p.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	// Connections idle too long sit at the bottom; drop one per put so the
+	// pool shrinks after a burst without a sweeper goroutine.
+	if len(p.idle) > 0 && c.idleAt.Sub(p.idle[0].idleAt) > p.a.upstreamIdle {
+		p.idle[0].nc.Close()
+		copy(p.idle, p.idle[1:])
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// closeIdle closes the idle connections and keeps new ones from idling.
+func (p *connPool) closeIdle() {
+	p.mu.Lock()
+	p.noReuse = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+}
+
+// close closes the idle connections; those in use close when returned.
+func (p *connPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.closeIdle()
+}
+
+// upConn is one upstream HTTP/1.1 connection.
+type upConn struct {
+	nc          net.Conn
+	br          *bufio.Reader
+	bw          *bufio.Writer
+	pool        *connPool
+	idleAt      time.Time
+	reused      bool
+	hasDeadline bool
+	scratch     [32]byte
+	keys        map[string]string // header names seen on this connection
+	vals        map[string]string // last value of each header name
+}
+
+func (c *upConn) setDeadline(t time.Time) {
+	if t.IsZero() && !c.hasDeadline {
+		return
+	}
+	c.hasDeadline = !t.IsZero()
+	_ = c.nc.SetDeadline(t)
+}
+
+// bodyKind says how the request body travels upstream.
+type bodyKind uint8
+
+const (
+	bodyNone     bodyKind = iota
+	bodyBuffered          // read in full, may be sent again
+	bodyFixed             // known length, streamed
+	bodyChunked           // unknown length, streamed chunked
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// errNotSent marks a failure before any byte of the response was read and
+// before the request body was consumed beyond what can be replayed.
+type retryableError struct {
+	err    error
+	dial   bool // the connection could not be made
+	reused bool // an idle connection turned out to be closed
+}
+
+func (e *retryableError) Error() string { return e.err.Error() }
+func (e *retryableError) Unwrap() error { return e.err }
+
+// exchange is the state of one proxied request.
+type exchange struct {
+	r        *http.Request
+	w        http.ResponseWriter
+	rt       *route
+	kind     bodyKind
+	body     []byte // bodyBuffered
+	bodyBuf  *[]byte
+	upgrade  string // the Upgrade header, for an upgrade request
+	trace    propagation.MapCarrier
+	deadline time.Time
+	dirty    bool // bytes written to the client since the last flush
+}
+
+// proxy sends the request to an endpoint of the route and copies the
+// answer back. It returns the status code for the metrics.
+func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint) int {
+	a := rt.a
+	x := exchange{r: r, w: w, rt: rt}
+	if rt.cfg.Timeouts.Request > 0 {
+		x.deadline = time.Now().Add(rt.cfg.Timeouts.Request)
+	}
+	switch {
+	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
+		x.kind = bodyNone
+	case r.ContentLength > 0 && r.ContentLength <= MaxRetryBodyBytes:
+		x.bodyBuf = bufPool.Get().(*[]byte)
+		defer bufPool.Put(x.bodyBuf)
+		b := (*x.bodyBuf)[:r.ContentLength]
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
+			return http.StatusBadRequest
+		}
+		x.kind, x.body = bodyBuffered, b
+	case r.ContentLength > 0:
+		x.kind = bodyFixed
+	default:
+		x.kind = bodyChunked
+	}
+	if r.ProtoMajor == 1 && r.Header["Upgrade"] != nil && headerHasToken(r.Header["Connection"], "upgrade") {
+		x.upgrade = r.Header.Get("Upgrade")
+	}
+
+	ctx := r.Context()
+	var span trace.Span
+	if a.tracer != nil {
+		ctx, span = a.tracer.Start(ctx, "proxy "+rt.cfg.Name, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("nemesis.route", rt.cfg.Name), attribute.String("http.request.method", r.Method)))
+		defer span.End()
+		x.trace = propagation.MapCarrier{}
+		a.prop.Inject(ctx, x.trace)
+	}
+
+	rt.m.inFlight.Inc()
+	rt.a.demand.Add(rt.ns, rt.svc, 1, 0)
+	defer func() {
+		rt.m.inFlight.Dec()
+		rt.a.demand.Add(rt.ns, rt.svc, -1, 0)
+	}()
+
+	var (
+		failed  *Endpoint
+		fresh   bool
+		backoff = RetryBackoff
+		lastErr error
+	)
+	for attempt := 1; ; attempt++ {
+		ep := rt.pickExcluding(ready, failed)
+		if span != nil {
+			span.SetAttributes(attribute.String("server.address", ep.addr), attribute.Int("nemesis.attempt", attempt))
+		}
+		code, err := x.attempt(ctx, ep, fresh)
+		if err == nil {
+			if span != nil && code >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(code))
+			}
+			return code
+		}
+		lastErr = err
+		var re *retryableError
+		if !errors.As(err, &re) || attempt >= MaxAttempts || ctx.Err() != nil {
+			break
+		}
+		rt.m.retries.Inc()
+		if re.reused {
+			// The endpoint is fine; only its idle connection was stale.
+			fresh, failed = true, nil
+			a.logger.Debug("retrying on a fresh connection", "route", rt.cfg.Name, "endpoint", ep.addr, "err", err)
+			continue
+		}
+		fresh, failed = false, ep
+		a.logger.Debug("retrying after connect failure", "route", rt.cfg.Name, "endpoint", ep.addr, "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		backoff *= 2
+		if ready = rt.readyEndpoints(); len(ready) == 0 {
+			var code int
+			if ready, code = rt.waitReady(ctx); ready == nil {
+				if code == statusClientGone {
+					return code
+				}
+				if code == statusRouteGone {
+					code = http.StatusServiceUnavailable
+				}
+				return rt.fail(w, code, "no ready endpoint", span)
+			}
+		}
+	}
+	if span != nil {
+		span.RecordError(lastErr)
+	}
+	if ctx.Err() != nil || errors.Is(lastErr, errClientGone) {
+		return statusClientGone
+	}
+	if errors.Is(lastErr, errResponseStarted) {
+		a.logger.Warn("response cut off", "route", rt.cfg.Name, "err", lastErr)
+		return statusAborted
+	}
+	var be *clientBodyError
+	if errors.As(lastErr, &be) {
+		return rt.fail(w, http.StatusBadRequest, be.Error(), span)
+	}
+	var he *headerTimeoutError
+	if errors.As(lastErr, &he) {
+		return rt.fail(w, http.StatusGatewayTimeout, "the upstream did not answer in time", span)
+	}
+	a.logger.Warn("proxying failed", "route", rt.cfg.Name, "err", lastErr)
+	return rt.fail(w, http.StatusBadGateway, "the upstream failed: "+lastErr.Error(), span)
+}
+
+// errClientGone marks a failure to write to the client.
+var errClientGone = errors.New("client went away")
+
+// errResponseStarted marks a failure after the response head was sent:
+// nothing can be said to the client any more.
+var errResponseStarted = errors.New("upstream failed during the response body")
+
+type headerTimeoutError struct{ err error }
+
+func (e *headerTimeoutError) Error() string { return "waiting for response headers: " + e.err.Error() }
+func (e *headerTimeoutError) Unwrap() error { return e.err }
+
+func (rt *route) fail(w http.ResponseWriter, code int, msg string, span trace.Span) int {
+	if span != nil {
+		span.SetStatus(codes.Error, msg)
+	}
+	h := w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	if code == http.StatusServiceUnavailable {
+		h.Set("Retry-After", RetryAfterSeconds)
+	}
+	http.Error(w, msg, code)
+	return code
+}
+
+// pickExcluding picks through the policy, avoiding one failed endpoint
+// when another is ready.
+func (rt *route) pickExcluding(ready []*Endpoint, failed *Endpoint) *Endpoint {
+	if failed == nil || len(ready) < 2 {
+		return rt.policy.Pick(ready)
+	}
+	others := make([]*Endpoint, 0, len(ready)-1)
+	for _, ep := range ready {
+		if ep != failed {
+			others = append(others, ep)
+		}
+	}
+	if len(others) == 0 {
+		return rt.policy.Pick(ready)
+	}
+	return rt.policy.Pick(others)
+}
+
+// attempt runs one exchange with ep. It returns the status code sent to
+// the client, or an error; a *retryableError means nothing reached the
+// client and the request may be sent again.
+func (x *exchange) attempt(ctx context.Context, ep *Endpoint, fresh bool) (int, error) {
+	ep.start()
+	defer ep.done()
+	c, err := ep.pool.get(ctx, fresh)
+	if err != nil {
+		return 0, &retryableError{err: fmt.Errorf("connecting to %s: %w", ep.addr, err), dial: true}
+	}
+	// A client that goes away aborts the upstream exchange, so that a long
+	// generation stops instead of running for nobody.
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+	code, reusable, err := x.roundTrip(c)
+	if !stop() {
+		reusable = false
+		if err == nil && code == 0 {
+			err = errClientGone
+		}
+	}
+	if reusable && err == nil {
+		c.pool.put(c)
+	} else {
+		c.nc.Close()
+	}
+	if err != nil && ctx.Err() != nil {
+		var re *retryableError
+		if !errors.As(err, &re) {
+			err = fmt.Errorf("%w: %w", errClientGone, err)
+		}
+	}
+	return code, err
+}
+
+// roundTrip writes the request to c and copies the response to the client.
+func (x *exchange) roundTrip(c *upConn) (code int, reusable bool, err error) {
+	r := x.r
+	rt := x.rt
+	to := rt.cfg.Timeouts
+	// One deadline for writing the request and reading the response head.
+	var headDeadline time.Time
+	if to.ResponseHeader > 0 {
+		headDeadline = time.Now().Add(to.ResponseHeader)
+	}
+	if !x.deadline.IsZero() && (headDeadline.IsZero() || x.deadline.Before(headDeadline)) {
+		headDeadline = x.deadline
+	}
+	c.setDeadline(headDeadline)
+
+	if err := x.writeRequest(c); err != nil {
+		if c.reused && x.kind != bodyFixed && x.kind != bodyChunked {
+			return 0, false, &retryableError{err: err, reused: true}
+		}
+		return 0, false, fmt.Errorf("writing the request: %w", err)
+	}
+
+	h := x.w.Header()
+	var resp responseHead
+	for {
+		resp, err = c.readResponseHead(h, r.Method == http.MethodHead)
+		if err != nil {
+			for k := range h {
+				delete(h, k)
+			}
+			if resp.nothingRead && c.reused && x.kind != bodyFixed && x.kind != bodyChunked {
+				return 0, false, &retryableError{err: err, reused: true}
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return 0, false, &headerTimeoutError{err: err}
+			}
+			return 0, false, fmt.Errorf("reading the response: %w", err)
+		}
+		// Interim answers (100 Continue, 103 Early Hints) are not passed on:
+		// the activator sent the whole body already.
+		if resp.code >= 100 && resp.code < 200 && resp.code != http.StatusSwitchingProtocols {
+			for k := range h {
+				delete(h, k)
+			}
+			continue
+		}
+		break
+	}
+	if !x.deadline.Equal(headDeadline) {
+		c.setDeadline(x.deadline)
+	}
+	if resp.code == http.StatusSwitchingProtocols {
+		return x.switchProtocols(c, resp)
+	}
+	x.w.WriteHeader(resp.code)
+	reusable, err = x.copyBody(c, resp)
+	return resp.code, reusable, err
+}
+
+// writeRequest writes the request head and body to c.
+func (x *exchange) writeRequest(c *upConn) error {
+	r := x.r
+	bw := c.bw
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	if uri := r.RequestURI; uri != "" && (uri[0] == '/' || uri == "*") {
+		bw.WriteString(uri)
+	} else {
+		bw.WriteString(r.URL.RequestURI())
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(r.Host)
+	bw.WriteString("\r\n")
+
+	var connTokens []string // names the client's Connection header declared hop-by-hop
+	if conn := r.Header["Connection"]; conn != nil {
+		connTokens = hopTokens(conn)
+	}
+	var haveXFHost, haveXFProto bool
+	for k, vs := range r.Header {
+		switch k {
+		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+			"Trailer", "Transfer-Encoding", "Content-Length", "Expect", "Host", "X-Forwarded-For":
+			continue
+		case "Upgrade":
+			if x.upgrade == "" {
+				continue
+			}
+		case "Te":
+			// Only "trailers" may pass a proxy (gRPC needs it).
+			if headerHasToken(vs, "trailers") {
+				bw.WriteString("Te: trailers\r\n")
+			}
+			continue
+		case "Traceparent", "Tracestate", "Baggage":
+			if x.trace != nil {
+				continue
+			}
+		case "X-Forwarded-Host":
+			haveXFHost = true
+		case "X-Forwarded-Proto":
+			haveXFProto = true
+		}
+		if connTokens != nil && containsFold(connTokens, k) && (k != "Upgrade" || x.upgrade == "") {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	for k, v := range x.trace {
+		bw.WriteString(k)
+		bw.WriteString(": ")
+		bw.WriteString(v)
+		bw.WriteString("\r\n")
+	}
+	// X-Forwarded-For: the client's chain plus the client itself.
+	bw.WriteString("X-Forwarded-For: ")
+	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		for _, p := range prior {
+			bw.WriteString(p)
+			bw.WriteString(", ")
+		}
+	}
+	ip := r.RemoteAddr
+	if i := strings.LastIndexByte(ip, ':'); i >= 0 {
+		ip = ip[:i]
+	}
+	bw.WriteString(strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]"))
+	bw.WriteString("\r\n")
+	if !haveXFHost {
+		bw.WriteString("X-Forwarded-Host: ")
+		bw.WriteString(r.Host)
+		bw.WriteString("\r\n")
+	}
+	if !haveXFProto {
+		if r.TLS != nil {
+			bw.WriteString("X-Forwarded-Proto: https\r\n")
+		} else {
+			bw.WriteString("X-Forwarded-Proto: http\r\n")
+		}
+	}
+	if x.upgrade != "" {
+		bw.WriteString("Connection: Upgrade\r\n")
+	}
+	switch x.kind {
+	case bodyNone:
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+	case bodyBuffered, bodyFixed:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(c.scratch[:0], r.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case bodyChunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+		if len(r.Trailer) > 0 {
+			bw.WriteString("Trailer: ")
+			first := true
+			for k := range r.Trailer {
+				if !first {
+					bw.WriteString(", ")
+				}
+				first = false
+				bw.WriteString(k)
+			}
+			bw.WriteString("\r\n")
+		}
+	}
+	bw.WriteString("\r\n")
+	switch x.kind {
+	case bodyBuffered:
+		bw.Write(x.body)
+	case bodyFixed:
+		if err := x.copyFixedBody(bw); err != nil {
+			return err
+		}
+	case bodyChunked:
+		if err := x.copyChunkedBody(c); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// clientBodyError marks a failure to read the client's request body.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "reading the request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+func (x *exchange) copyFixedBody(bw *bufio.Writer) error {
+	n := x.r.ContentLength
+	for n > 0 {
+		if bw.Available() == 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		buf := bw.AvailableBuffer()
+		buf = buf[:min(int64(cap(buf)), n)]
+		k, err := x.r.Body.Read(buf)
+		if k > 0 {
+			bw.Write(buf[:k])
+			n -= int64(k)
+		}
+		if err != nil {
+			if err == io.EOF && n == 0 {
+				break
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return &clientBodyError{err}
+		}
+	}
+	return nil
+}
+
+// copyChunkedBody streams a body of unknown length, flushing each piece
+// as it arrives.
+func (x *exchange) copyChunkedBody(c *upConn) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	bw := c.bw
+	for {
+		k, err := x.r.Body.Read(buf)
+		if k > 0 {
+			bw.Write(strconv.AppendInt(c.scratch[:0], int64(k), 16))
+			bw.WriteString("\r\n")
+			bw.Write(buf[:k])
+			bw.WriteString("\r\n")
+			if ferr := bw.Flush(); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return &clientBodyError{err}
+		}
+	}
+	bw.WriteString("0\r\n")
+	for k, vs := range x.r.Trailer {
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	bw.WriteString("\r\n")
+	return nil
+}
+
+// responseHead is what the copy needs to know of a response head.
+type responseHead struct {
+	code          int
+	contentLength int64 // -1: unknown
+	chunked       bool
+	close         bool // the connection cannot be reused
+	noBody        bool
+	stream        bool // flush every piece (no length, or text/event-stream)
+	nothingRead   bool // the failure came before any byte of the response
+}
+
+// commonHeaders interns the canonical names of frequent response headers.
+var commonHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Cache-Control", "Connection", "Content-Disposition",
+		"Content-Encoding", "Content-Language", "Content-Length", "Content-Location", "Content-Range", "Content-Type",
+		"Date", "Etag", "Expires", "Keep-Alive", "Last-Modified", "Link", "Location", "Proxy-Connection", "Retry-After",
+		"Sec-Websocket-Accept", "Sec-Websocket-Extensions", "Sec-Websocket-Protocol", "Server", "Set-Cookie",
+		"Strict-Transport-Security", "Trailer", "Transfer-Encoding", "Upgrade", "Vary", "Via", "Www-Authenticate",
+		"X-Content-Type-Options", "X-Frame-Options", "X-Request-Id",
+	} {
+		m[k] = k
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
+// headerKey returns the canonical name for a header name read from the
+// connection, allocating only for names not seen before.
+func (c *upConn) headerKey(b []byte) string {
+	if k, ok := commonHeaders[string(b)]; ok {
+		return k
+	}
+	if k, ok := c.keys[string(b)]; ok {
+		return k
+	}
+	k := textproto.CanonicalMIMEHeaderKey(string(b))
+	if len(c.keys) < maxInternedHeaders {
+		c.keys[string(b)] = k
+	}
+	return k
+}
+
+// headerValue returns v as a string, reusing the value last seen for the
+// same header on this connection (Content-Type, Server, a Date within the
+// same second…) instead of allocating.
+func (c *upConn) headerValue(key string, v []byte) string {
+	if old, ok := c.vals[key]; ok && old == string(v) {
+		return old
+	}
+	s := string(v)
+	if _, ok := c.vals[key]; ok || len(c.vals) < maxInternedHeaders {
+		c.vals[key] = s
+	}
+	return s
+}
+
+type headerPair struct{ k, v string }
+
+// readResponseHead reads a status line and headers, putting the end-to-end
+// headers into h.
+func (c *upConn) readResponseHead(h http.Header, head bool) (responseHead, error) {
+	resp := responseHead{contentLength: -1}
+	br := c.br
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		resp.nothingRead = len(line) == 0
+		if errors.Is(err, bufio.ErrBufferFull) {
+			err = errors.New("status line too long")
+		}
+		return resp, err
+	}
+	// HTTP/1.x NNN reason
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return resp, fmt.Errorf("malformed status line %q", bytes.TrimRight(line, "\r\n"))
+	}
+	http10 := line[7] == '0'
+	code := 0
+	for _, d := range line[9:12] {
+		if d < '0' || d > '9' {
+			return resp, fmt.Errorf("malformed status line %q", bytes.TrimRight(line, "\r\n"))
+		}
+		code = code*10 + int(d-'0')
+	}
+	if code < 100 {
+		return resp, fmt.Errorf("malformed status code %d", code)
+	}
+	resp.code = code
+	resp.close = http10
+
+	var pairsArr [24]headerPair
+	pairs := pairsArr[:0]
+	var connTokens []string
+	keepAlive10 := false
+	size := len(line)
+	haveType, haveDate := false, false
+	for {
+		line, err = br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				err = errors.New("response header line too long")
+			}
+			return resp, err
+		}
+		size += len(line)
+		if size > maxResponseHeaderBytes {
+			return resp, errors.New("response head too large")
+		}
+		line = trimEOL(line)
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return resp, fmt.Errorf("malformed header line %q", line)
+		}
+		kb := line[:colon]
+		if kb[len(kb)-1] == ' ' || kb[len(kb)-1] == '\t' {
+			return resp, fmt.Errorf("malformed header line %q", line)
+		}
+		vb := bytes.Trim(line[colon+1:], " \t")
+		key := c.headerKey(kb)
+		switch key {
+		case "Content-Length":
+			n, perr := strconv.ParseInt(string(vb), 10, 64)
+			if perr != nil || n < 0 || (resp.contentLength >= 0 && n != resp.contentLength) {
+				return resp, fmt.Errorf("bad Content-Length %q", vb)
+			}
+			resp.contentLength = n
+		case "Transfer-Encoding":
+			if !bytes.EqualFold(vb, []byte("chunked")) {
+				return resp, fmt.Errorf("unsupported Transfer-Encoding %q", vb)
+			}
+			resp.chunked = true
+			continue
+		case "Connection", "Proxy-Connection":
+			for _, t := range hopTokens([]string{string(vb)}) {
+				switch t {
+				case "close":
+					resp.close = true
+				case "keep-alive":
+					keepAlive10 = true
+				}
+				connTokens = append(connTokens, t)
+			}
+			continue
+		case "Keep-Alive":
+			continue
+		case "Upgrade":
+			if code != http.StatusSwitchingProtocols {
+				continue
+			}
+		case "Content-Type":
+			haveType = true
+			if bytes.HasPrefix(vb, []byte("text/event-stream")) {
+				resp.stream = true
+			}
+		case "Date":
+			haveDate = true
+		}
+		pairs = append(pairs, headerPair{key, c.headerValue(key, vb)})
+	}
+	if http10 && keepAlive10 {
+		resp.close = false
+	}
+	// One backing array for all values instead of one per header.
+	vals := make([]string, len(pairs))
+	for i, p := range pairs {
+		if connTokens != nil && code != http.StatusSwitchingProtocols && containsFold(connTokens, p.k) {
+			continue
+		}
+		if old, ok := h[p.k]; ok {
+			h[p.k] = append(old, p.v)
+			continue
+		}
+		vals[i] = p.v
+		h[p.k] = vals[i : i+1 : i+1]
+	}
+	if resp.chunked {
+		resp.contentLength = -1
+		delete(h, "Content-Length")
+	}
+	// Pass the response on as it is: no sniffed Content-Type, no Date the
+	// upstream did not send.
+	if !haveType {
+		h["Content-Type"] = nil
+	}
+	if !haveDate {
+		h["Date"] = nil
+	}
+	switch {
+	case head || code == http.StatusNoContent || code == http.StatusNotModified || code < 200:
+		resp.noBody = true
+	case !resp.chunked && resp.contentLength < 0:
+		// Delimited by the end of the connection.
+		resp.close = true
+		resp.stream = true
+	case resp.chunked:
+		resp.stream = true
+	}
+	return resp, nil
+}
+
+func trimEOL(b []byte) []byte {
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// copyBody copies the response body to the client. It reports whether the
+// connection may be reused.
+func (x *exchange) copyBody(c *upConn, resp responseHead) (bool, error) {
+	if resp.noBody {
+		return !resp.close, nil
+	}
+	var fl http.Flusher
+	if resp.stream {
+		fl, _ = x.w.(http.Flusher)
+	}
+	switch {
+	case resp.chunked:
+		if err := x.copyChunked(c, fl); err != nil {
+			return false, err
+		}
+	case resp.contentLength >= 0:
+		if err := x.copyN(c.br, resp.contentLength, fl); err != nil {
+			return false, err
+		}
+	default:
+		if err := x.copyN(c.br, -1, fl); err != nil {
+			return false, err
+		}
+		return false, nil
+	}
+	return !resp.close, nil
+}
+
+// copyN copies n bytes (all until EOF when n < 0) from br to the client,
+// straight out of the connection buffer.
+func (x *exchange) copyN(br *bufio.Reader, n int64, fl http.Flusher) error {
+	for n != 0 {
+		if br.Buffered() == 0 {
+			x.flushIfIdle(br, fl)
+			if _, err := br.Peek(1); err != nil {
+				if n < 0 && err == io.EOF {
+					return nil
+				}
+				return upstreamBodyError(err)
+			}
+		}
+		k := br.Buffered()
+		if n > 0 && int64(k) > n {
+			k = int(n)
+		}
+		b, _ := br.Peek(k)
+		if _, err := x.w.Write(b); err != nil {
+			return fmt.Errorf("%w: %w", errClientGone, err)
+		}
+		x.dirty = true
+		br.Discard(k)
+		if n > 0 {
+			n -= int64(k)
+		}
+	}
+	return nil
+}
+
+// flushIfIdle flushes what was written to the client when a stream is
+// about to wait for more bytes from upstream, so each event of a stream
+// (an SSE token) goes out at once while bytes that arrive together still
+// leave together.
+func (x *exchange) flushIfIdle(br *bufio.Reader, fl http.Flusher) {
+	if fl != nil && x.dirty && br.Buffered() == 0 {
+		fl.Flush()
+		x.dirty = false
+	}
+}
+
+// copyChunked decodes a chunked body and copies it to the client, then
+// passes the trailers on.
+func (x *exchange) copyChunked(c *upConn, fl http.Flusher) error {
+	br := c.br
+	for {
+		x.flushIfIdle(br, fl)
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return upstreamBodyError(err)
+		}
+		line = trimEOL(line)
+		if i := bytes.IndexByte(line, ';'); i >= 0 {
+			line = line[:i]
+		}
+		line = bytes.TrimRight(line, " \t")
+		size, err := parseHex(line)
+		if err != nil {
+			return upstreamBodyError(err)
+		}
+		if size == 0 {
+			break
+		}
+		if err := x.copyN(br, size, fl); err != nil {
+			return err
+		}
+		x.flushIfIdle(br, fl)
+		crlf, err := br.ReadSlice('\n')
+		if err != nil || len(trimEOL(crlf)) != 0 {
+			return upstreamBodyError(errors.New("malformed chunk end"))
+		}
+	}
+	// Trailers, up to the empty line.
+	for {
+		x.flushIfIdle(br, fl)
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return upstreamBodyError(err)
+		}
+		line = trimEOL(line)
+		if len(line) == 0 {
+			return nil
+		}
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok {
+			x.w.Header()[http.TrailerPrefix+textproto.CanonicalMIMEHeaderKey(string(k))] = []string{string(bytes.Trim(v, " \t"))}
+		}
+	}
+}
+
+func upstreamBodyError(err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%w: %w", errResponseStarted, err)
+}
+
+func parseHex(b []byte) (int64, error) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, fmt.Errorf("bad chunk size %q", b)
+	}
+	var n int64
+	for _, d := range b {
+		switch {
+		case d >= '0' && d <= '9':
+			d -= '0'
+		case d >= 'a' && d <= 'f':
+			d = d - 'a' + 10
+		case d >= 'A' && d <= 'F':
+			d = d - 'A' + 10
+		default:
+			return 0, fmt.Errorf("bad chunk size %q", b)
+		}
+		n = n<<4 | int64(d)
+	}
+	return n, nil
+}
+
+// switchProtocols completes an upgrade (WebSocket and the like): the 101
+// goes to the client over the hijacked connection, then bytes are copied
+// both ways until either side closes.
+func (x *exchange) switchProtocols(c *upConn, resp responseHead) (int, bool, error) {
+	h := x.w.Header()
+	if x.upgrade == "" || !strings.EqualFold(h.Get("Upgrade"), x.upgrade) {
+		return 0, false, fmt.Errorf("upstream switched protocols to %q, but the client asked for %q", h.Get("Upgrade"), x.upgrade)
+	}
+	cc, brw, err := http.NewResponseController(x.w).Hijack()
+	if err != nil {
+		return 0, false, fmt.Errorf("taking over the client connection: %w", err)
+	}
+	a := x.rt.a
+	a.trackHijacked(cc, true)
+	defer a.trackHijacked(cc, false)
+	defer cc.Close()
+	_ = cc.SetDeadline(time.Time{})
+	c.setDeadline(time.Time{})
+	if !x.deadline.IsZero() {
+		// The request timeout bounds the whole upgraded session too.
+		_ = cc.SetDeadline(x.deadline)
+		c.setDeadline(x.deadline)
+	}
+	bw := brw.Writer
+	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	_ = h.Write(bw)
+	bw.WriteString("Connection: Upgrade\r\n\r\n")
+	if err := bw.Flush(); err != nil {
+		return http.StatusSwitchingProtocols, false, nil
+	}
+	done := make(chan struct{}, 2)
+	go func() {
+		// Client → upstream, starting with what the client sent early.
+		if n := brw.Reader.Buffered(); n > 0 {
+			b, _ := brw.Reader.Peek(n)
+			_, _ = c.nc.Write(b)
+		}
+		_, _ = io.Copy(c.nc, cc)
+		done <- struct{}{}
+	}()
+	go func() {
+		// Upstream → client, starting with what is buffered already.
+		_, _ = c.br.WriteTo(cc)
+		done <- struct{}{}
+	}()
+	<-done
+	// One side finished: end the other.
+	_ = cc.SetDeadline(aLongTimeAgo)
+	_ = c.nc.SetDeadline(aLongTimeAgo)
+	<-done
+	return http.StatusSwitchingProtocols, false, nil
+}
+
+// hopTokens returns the lower-case tokens of Connection header values.
+func hopTokens(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				out = append(out, strings.ToLower(t))
+			}
+		}
+	}
+	return out
+}
+
+// headerHasToken reports whether a comma-separated header holds token.
+func headerHasToken(vals []string, token string) bool {
+	for _, v := range vals {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func containsFold(list []string, s string) bool {
+	for _, t := range list {
+		if strings.EqualFold(t, s) {
+			return true
+		}
+	}
+	return false
+}

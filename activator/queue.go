@@ -1,0 +1,147 @@
+package activator
+
+import (
+	"context"
+	"time"
+)
+
+// RetryAfterSeconds is the Retry-After of the 503 a full queue answers:
+// long enough for a cold start to make progress, short enough that a
+// client does not give up on a service that is about to come up.
+const RetryAfterSeconds = "2"
+
+// Outcomes of waiting for an endpoint, used as status codes.
+const (
+	statusClientGone = 499 // nginx's convention: the client closed the request
+	statusRouteGone  = -2  // the route was removed or replaced by a reload
+)
+
+// waiter is one request held in a route's queue.
+type waiter struct {
+	released   chan struct{} // closed when an endpoint is ready or the route is gone
+	prev, next *waiter
+	queued     bool
+}
+
+// waitQueue is a bounded FIFO of held requests, an intrusive list so that
+// a request whose client goes away leaves in O(1). It is guarded by the
+// route's mutex.
+type waitQueue struct {
+	head, tail *waiter
+	n          int
+}
+
+func (q *waitQueue) push(w *waiter) {
+	w.prev, w.next, w.queued = q.tail, nil, true
+	if q.tail != nil {
+		q.tail.next = w
+	} else {
+		q.head = w
+	}
+	q.tail = w
+	q.n++
+}
+
+func (q *waitQueue) remove(w *waiter) {
+	if !w.queued {
+		return
+	}
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		q.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		q.tail = w.prev
+	}
+	w.prev, w.next, w.queued = nil, nil, false
+	q.n--
+}
+
+// releaseAll wakes every held request, oldest first; each then picks an
+// endpoint through the route's policy.
+func (q *waitQueue) releaseAll() {
+	for w := q.head; w != nil; {
+		next := w.next
+		w.prev, w.next, w.queued = nil, nil, false
+		close(w.released)
+		w = next
+	}
+	q.head, q.tail, q.n = nil, nil, 0
+}
+
+// waitReady holds the request until the route has a ready endpoint. It
+// returns the ready set, or nil and the status code to answer: 503 when
+// the queue is full, 504 when the queue timeout passed, statusClientGone
+// when the client went away, statusRouteGone when a reload removed or
+// replaced the route.
+func (r *route) waitReady(ctx context.Context) ([]*Endpoint, int) {
+	var (
+		start    time.Time
+		deadline time.Time
+		timer    *time.Timer
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, statusRouteGone
+		}
+		if ready := r.readyEndpoints(); len(ready) > 0 {
+			r.mu.Unlock()
+			return ready, 0
+		}
+		if r.queue.n >= r.cfg.Queue.Size {
+			r.mu.Unlock()
+			return nil, 503
+		}
+		w := &waiter{released: make(chan struct{})}
+		r.queue.push(w)
+		r.mu.Unlock()
+
+		now := time.Now()
+		if timer == nil {
+			start, deadline = now, now.Add(r.cfg.Queue.Timeout)
+			timer = time.NewTimer(r.cfg.Queue.Timeout)
+		}
+		r.m.queued.Inc()
+		r.a.demand.Add(r.ns, r.svc, 0, 1)
+		code := 0
+		select {
+		case <-w.released:
+		case <-timer.C:
+			code = 504
+		case <-ctx.Done():
+			code = statusClientGone
+		}
+		if code != 0 {
+			r.mu.Lock()
+			r.queue.remove(w)
+			r.mu.Unlock()
+		}
+		r.m.queued.Dec()
+		r.a.demand.Add(r.ns, r.svc, 0, -1)
+		if code != 0 {
+			r.m.queueWait.Observe(time.Since(start).Seconds())
+			return nil, code
+		}
+		// Released: the loop finds the ready set, or queues again (at the
+		// back, with what is left of its timeout) if the endpoint went away
+		// before this request got to it.
+		if ready := r.readyEndpoints(); len(ready) > 0 {
+			r.m.queueWait.Observe(time.Since(start).Seconds())
+			return ready, 0
+		}
+		if !time.Now().Before(deadline) {
+			r.m.queueWait.Observe(time.Since(start).Seconds())
+			return nil, 504
+		}
+	}
+}

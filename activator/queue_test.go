@@ -1,0 +1,312 @@
+package activator
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const serviceRoute = `routes:
+  - name: cold
+    service: {namespace: ml, name: chat, port: 8000}
+    queue: {size: %d, timeout: %s}
+`
+
+func queued(t testing.TB, h *harness) float64 {
+	v, _ := metricValue(t, h.reg, "nemesis_activator_requests_queued", map[string]string{"route": "cold", "namespace": "ml", "service": "chat"})
+	return v
+}
+
+func TestReleaseOnReadiness(t *testing.T) {
+	be := backend(t, "warm")
+	svc := newFakeServices()
+	demand := newFakeDemand()
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 100, "10s"), Options{Services: svc, Demand: demand})
+
+	const n = 5
+	results := make(chan string, n)
+	for range n {
+		go func() {
+			code, body, _ := get(t, nil, h.url, nil)
+			results <- fmt.Sprintf("%d %s", code, body)
+		}()
+	}
+	eventually(t, "requests queued", func() bool { return queued(t, h) == n })
+	if _, q := demand.get("ml/chat"); q != n {
+		t.Errorf("demand queued = %d, want %d", q, n)
+	}
+	start := time.Now()
+	svc.set("ml", "chat", 8000, []string{hostOf(be)}, nil)
+	for range n {
+		if r := <-results; r != "200 warm" {
+			t.Errorf("held request: %s", r)
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("release took %v", d)
+	}
+	if q := queued(t, h); q != 0 {
+		t.Errorf("queued gauge %v after release", q)
+	}
+	if inf, q := demand.get("ml/chat"); inf != 0 || q != 0 {
+		t.Errorf("demand after release: in-flight %d queued %d", inf, q)
+	}
+	if v, _ := metricValue(t, h.reg, "nemesis_activator_queue_wait_seconds", map[string]string{"route": "cold"}); v != n {
+		t.Errorf("queue_wait_seconds count %v, want %d", v, n)
+	}
+}
+
+func TestQueueFullTimeoutCancel(t *testing.T) {
+	svc := newFakeServices()
+	t.Run("full", func(t *testing.T) {
+		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "10s"), Options{Services: svc})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		for range 2 {
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+		}
+		eventually(t, "queue full", func() bool { return queued(t, h) == 2 })
+		code, body, hdr := get(t, nil, h.url, nil)
+		if code != 503 || hdr.Get("Retry-After") != RetryAfterSeconds || !strings.Contains(body, "queue is full") {
+			t.Errorf("full queue: %d %q Retry-After %q", code, body, hdr.Get("Retry-After"))
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "100ms"), Options{Services: svc})
+		start := time.Now()
+		code, body, _ := get(t, nil, h.url, nil)
+		if code != 504 || time.Since(start) < 100*time.Millisecond {
+			t.Errorf("timeout: %d %q after %v", code, body, time.Since(start))
+		}
+		if q := queued(t, h); q != 0 {
+			t.Errorf("queued gauge %v", q)
+		}
+	})
+	t.Run("client gone", func(t *testing.T) {
+		demand := newFakeDemand()
+		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "10s"), Options{Services: svc, Demand: demand})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		eventually(t, "queued", func() bool { return queued(t, h) == 1 })
+		cancel()
+		<-done
+		eventually(t, "removed from the queue", func() bool { return queued(t, h) == 0 })
+		eventually(t, "demand back to zero", func() bool { _, q := demand.get("ml/chat"); return q == 0 })
+		h.a.mu.Lock()
+		n := h.a.routes["cold"].queue.n
+		h.a.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%d waiters left in the queue", n)
+		}
+	})
+	t.Run("no queue", func(t *testing.T) {
+		h := startActivator(t, fmt.Sprintf(serviceRoute, 0, "10s"), Options{Services: svc})
+		if code, _, hdr := get(t, nil, h.url, nil); code != 503 || hdr.Get("Retry-After") == "" {
+			t.Errorf("size 0: %d", code)
+		}
+	})
+}
+
+func TestTerminatingEndpoints(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	release := make(chan struct{})
+	mk := func(name string, hold bool) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits[name]++
+			mu.Unlock()
+			if hold {
+				<-release
+			}
+			fmt.Fprint(w, name)
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	old, fresh := mk("old", true), mk("new", false)
+	svc := newFakeServices()
+	svc.set("ml", "chat", 8000, []string{hostOf(old)}, nil)
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 10, "10s"), Options{Services: svc})
+	inflight := make(chan string, 1)
+	go func() {
+		code, body, _ := get(t, nil, h.url, nil)
+		inflight <- fmt.Sprintf("%d %s", code, body)
+	}()
+	eventually(t, "request on old", func() bool { mu.Lock(); defer mu.Unlock(); return hits["old"] == 1 })
+	// old starts terminating: it keeps its request, new ones go to fresh.
+	svc.set("ml", "chat", 8000, []string{hostOf(fresh)}, []string{hostOf(old)})
+	for range 5 {
+		if code, body, _ := get(t, nil, h.url, nil); code != 200 || body != "new" {
+			t.Errorf("%d %q", code, body)
+		}
+	}
+	close(release)
+	if r := <-inflight; r != "200 old" {
+		t.Errorf("terminating endpoint's request: %s", r)
+	}
+	if v, _ := metricValue(t, h.reg, "nemesis_activator_endpoints", map[string]string{"route": "cold", "state": "terminating"}); v != 1 {
+		t.Errorf("terminating endpoints gauge %v", v)
+	}
+}
+
+func TestReload(t *testing.T) {
+	b1, b2 := backend(t, "one"), backend(t, "two")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "activator.yaml")
+	write := func(s string) {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(staticRoute("r", hostOf(b1)))
+	h := startActivator(t, "routes: []", Options{})
+	if _, err := h.a.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.a.Watch(ctx, path, 0)
+	time.Sleep(50 * time.Millisecond)
+	body := func() string { _, b, _ := get(t, nil, h.url, nil); return b }
+	if b := body(); b != "one" {
+		t.Fatalf("before reload: %q", b)
+	}
+	write(staticRoute("r", hostOf(b2)))
+	eventually(t, "reload", func() bool { return body() == "two" })
+	// An invalid version is refused; the running one stays.
+	write("routes:\n  - name: r\n    endpoints: [nope]\n")
+	eventually(t, "rejection counted", func() bool {
+		v, _ := metricValue(t, h.reg, "nemesis_activator_config_last_reload_failed", nil)
+		return v == 1
+	})
+	if b := body(); b != "two" {
+		t.Errorf("after a bad reload: %q", b)
+	}
+	if v, _ := metricValue(t, h.reg, "nemesis_activator_config_reloads_total", map[string]string{"result": "failure"}); v < 1 {
+		t.Errorf("reload failures %v", v)
+	}
+}
+
+// TestRemovedRouteReleasesQueue: held requests of a route that disappears
+// get 503 at once rather than waiting out their timeout.
+func TestRemovedRouteReleasesQueue(t *testing.T) {
+	svc := newFakeServices()
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 10, "10s"), Options{Services: svc})
+	res := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(h.url)
+		if err != nil {
+			res <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		res <- resp.StatusCode
+	}()
+	eventually(t, "queued", func() bool { return queued(t, h) == 1 })
+	cfg, err := ParseConfig("new.yaml", []byte("routes:\n  - name: other\n    match: {hosts: [other.test]}\n    endpoints: [\"127.0.0.1:1\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.a.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-res:
+		if code != 503 {
+			t.Errorf("held request of a removed route: %d", code)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("held request not released")
+	}
+	if _, ok := metricValue(t, h.reg, "nemesis_activator_requests_queued", map[string]string{"route": "cold"}); ok {
+		t.Errorf("series of the removed route still exported")
+	}
+}
+
+// TestHeldRequestSurvivesReload: a reload that replaces the route (here its
+// queue timeout changes) hands the held request to the new route, which
+// releases it when the service turns ready.
+func TestHeldRequestSurvivesReload(t *testing.T) {
+	be := backend(t, "warm")
+	svc := newFakeServices()
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 10, "10s"), Options{Services: svc})
+	res := make(chan string, 1)
+	go func() {
+		code, body, _ := get(t, nil, h.url, nil)
+		res <- fmt.Sprintf("%d %s", code, body)
+	}()
+	eventually(t, "queued", func() bool { return queued(t, h) == 1 })
+	cfg, err := ParseConfig("new.yaml", []byte(fmt.Sprintf(serviceRoute, 10, "20s")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.a.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "queued on the new route", func() bool {
+		h.a.mu.Lock()
+		defer h.a.mu.Unlock()
+		r := h.a.routes["cold"]
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.queue.n == 1
+	})
+	svc.set("ml", "chat", 8000, []string{hostOf(be)}, nil)
+	if r := <-res; r != "200 warm" {
+		t.Errorf("held request: %s", r)
+	}
+}
+
+// TestDrainWithHeldRequests: a graceful shutdown waits for held requests,
+// which complete when an endpoint turns ready during the drain.
+func TestDrainWithHeldRequests(t *testing.T) {
+	be := backend(t, "warm")
+	svc := newFakeServices()
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 10, "10s"), Options{Services: svc})
+	res := make(chan string, 1)
+	go func() {
+		code, body, _ := get(t, nil, h.url, nil)
+		res <- fmt.Sprintf("%d %s", code, body)
+	}()
+	eventually(t, "queued", func() bool { return queued(t, h) == 1 })
+	shutdown := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shutdown <- h.a.Shutdown(ctx, h.srv)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	svc.set("ml", "chat", 8000, []string{hostOf(be)}, nil)
+	if r := <-res; r != "200 warm" {
+		t.Errorf("held request: %s", r)
+	}
+	if err := <-shutdown; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}

@@ -1,0 +1,552 @@
+package activator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultReadHeaderTimeout       = 10 * time.Second
+	DefaultIdleTimeout             = 90 * time.Second
+	DefaultMaxHeaderBytes          = 64 << 10
+	DefaultDialTimeout             = 3 * time.Second
+	DefaultUpstreamIdleTimeout     = 60 * time.Second
+	DefaultMaxIdleConnsPerEndpoint = 1024
+)
+
+// DemandRecorder learns of every change in a service's in-flight and
+// queued requests, as deltas: (+0, +1) when a request is queued, (+0, -1)
+// when it leaves the queue, (+1, +0) when it is sent to an endpoint and
+// (-1, +0) when it finishes. It is called on the hot path and must not
+// block. Static routes report an empty namespace and service.
+type DemandRecorder interface {
+	Add(namespace, service string, inFlight, queued int64)
+}
+
+type noDemand struct{}
+
+func (noDemand) Add(string, string, int64, int64) {}
+
+// Options configure an Activator. Zero values take the defaults above.
+type Options struct {
+	Logger     *slog.Logger          // nil discards logs
+	Registerer prometheus.Registerer // nil keeps the metrics unregistered
+	// Services gives the endpoints of service routes; without it a service
+	// route is a configuration error.
+	Services ServiceEndpoints
+	// Metrics runs the queries of metric routes; without it a metric route
+	// is a configuration error.
+	Metrics MetricQuerier
+	// Demand learns of in-flight and queued requests; nil records nothing.
+	Demand DemandRecorder
+	// TracerProvider enables server and client spans; nil or a noop
+	// provider disables tracing, which then costs nothing per request.
+	TracerProvider trace.TracerProvider
+	// Propagator writes the trace context upstream; nil means W3C
+	// traceparent and baggage.
+	Propagator propagation.TextMapPropagator
+
+	ReadHeaderTimeout       time.Duration // the client's request head; default 10s
+	IdleTimeout             time.Duration // an idle client keep-alive connection; default 90s
+	MaxHeaderBytes          int           // the client's request head, larger → 431; default 64 KiB
+	DialTimeout             time.Duration // connecting to an endpoint; default 3s
+	UpstreamIdleTimeout     time.Duration // an idle upstream connection; default 60s
+	MaxIdleConnsPerEndpoint int           // default 1024
+}
+
+// Activator routes, balances, queues and proxies requests. Create it with
+// New, give it a configuration with Apply, serve Handler (or Server), and
+// call Close when done.
+type Activator struct {
+	opts         Options
+	logger       *slog.Logger
+	m            *instruments
+	demand       DemandRecorder
+	tracer       trace.Tracer // nil: tracing disabled
+	prop         propagation.TextMapPropagator
+	dialer       net.Dialer
+	upstreamIdle time.Duration
+	maxIdle      int
+
+	table atomic.Pointer[table]
+
+	mu     sync.Mutex // serialises Apply and Close
+	routes map[string]*route
+	digest [32]byte
+	closed bool
+
+	hijackMu sync.Mutex
+	hijacked map[net.Conn]struct{}
+	upgrades sync.WaitGroup
+}
+
+// table is what a request needs to find its route.
+type table struct {
+	router *router
+	cfg    *Config
+}
+
+// route is the running state of one configured route.
+type route struct {
+	a      *Activator
+	cfg    *Route
+	m      *routeInstruments
+	policy Policy
+	ns     string
+	svc    string
+
+	ready atomic.Pointer[[]*Endpoint]
+
+	mu     sync.Mutex // guards the fields below
+	closed bool
+	all    map[string]*Endpoint
+	queue  waitQueue
+
+	cancelSource func()
+	cancelMetric context.CancelFunc
+}
+
+// New returns an Activator without routes: every request gets 404 until
+// Apply gives it a configuration.
+func New(opts Options) *Activator {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.Propagator == nil {
+		opts.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	setDefault := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	setDefault(&opts.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&opts.DialTimeout, DefaultDialTimeout)
+	setDefault(&opts.UpstreamIdleTimeout, DefaultUpstreamIdleTimeout)
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if opts.MaxIdleConnsPerEndpoint <= 0 {
+		opts.MaxIdleConnsPerEndpoint = DefaultMaxIdleConnsPerEndpoint
+	}
+	a := &Activator{
+		opts:         opts,
+		logger:       opts.Logger,
+		m:            newInstruments(opts.Registerer),
+		demand:       opts.Demand,
+		prop:         opts.Propagator,
+		dialer:       net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
+		upstreamIdle: opts.UpstreamIdleTimeout,
+		maxIdle:      opts.MaxIdleConnsPerEndpoint,
+		routes:       map[string]*route{},
+		hijacked:     map[net.Conn]struct{}{},
+	}
+	if a.demand == nil {
+		a.demand = noDemand{}
+	}
+	if tracingEnabled(opts.TracerProvider) {
+		a.tracer = opts.TracerProvider.Tracer("github.com/k8s-nemesis/nemesis/activator")
+	}
+	a.table.Store(&table{router: newRouter(nil, nil), cfg: &Config{}})
+	return a
+}
+
+func tracingEnabled(tp trace.TracerProvider) bool {
+	if tp == nil {
+		return false
+	}
+	switch tp.(type) {
+	case noop.TracerProvider, *noop.TracerProvider:
+		return false
+	}
+	return true
+}
+
+// Check reports the problems of cfg that depend on the Activator's
+// options: service routes without a ServiceEndpoints, metric routes
+// without a MetricQuerier.
+func (a *Activator) Check(cfg *Config) error {
+	var errs []*ConfigError
+	for _, rc := range cfg.Routes {
+		if rc.Service != nil && a.opts.Services == nil {
+			errs = append(errs, &ConfigError{File: cfg.File, Line: rc.Line, Column: rc.Column, Route: rc.Name, Field: "service",
+				Msg: "service routes need Kubernetes endpoints, which this activator does not watch (use endpoints, or run in a cluster)"})
+		}
+		if rc.Policy == PolicyMetric && a.opts.Metrics == nil {
+			errs = append(errs, &ConfigError{File: cfg.File, Line: rc.Line, Column: rc.Column, Route: rc.Name, Field: "policy",
+				Msg: "policy metric needs Prometheus, which this activator has no address of (--prometheus-url)"})
+		}
+	}
+	return joinConfigErrors(errs)
+}
+
+// Apply puts cfg in force. Routes whose backend, policy, queue and
+// timeouts are unchanged keep their state (endpoints, connections, queue,
+// counters); only their match may change. Removed routes are closed: their
+// held requests get 503, their in-flight requests finish.
+func (a *Activator) Apply(cfg *Config) error {
+	if err := a.Check(cfg); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return errors.New("applying configuration: the activator is closed")
+	}
+	next := make(map[string]*route, len(cfg.Routes))
+	list := make([]*route, len(cfg.Routes))
+	var created []*route
+	for i, rc := range cfg.Routes {
+		if old, ok := a.routes[rc.Name]; ok && sameBackend(old.cfg, rc) {
+			// The router takes the new match from cfg; the rest is the same.
+			next[rc.Name] = old
+			list[i] = old
+			continue
+		}
+		r := a.newRoute(rc)
+		next[rc.Name] = r
+		list[i] = r
+		created = append(created, r)
+	}
+	a.table.Store(&table{router: newRouter(cfg.Routes, list), cfg: cfg})
+	// Start the new routes after they are reachable, so that a static
+	// route's synchronous update finds its queue in place (it is empty).
+	for _, r := range created {
+		r.start()
+	}
+	used := map[[3]string]bool{}
+	for _, r := range next {
+		used[r.m.labels] = true
+	}
+	for name, old := range a.routes {
+		if cur, ok := next[name]; ok && cur == old {
+			continue
+		}
+		old.close(!used[old.m.labels])
+	}
+	a.routes = next
+	a.digest = cfg.digest
+	a.m.routes.Set(float64(len(next)))
+	a.m.reloadSuccess.SetToCurrentTime()
+	a.m.reloadFailed.Set(0)
+	return nil
+}
+
+// sameBackend reports whether two versions of a route differ at most in
+// their match and position.
+func sameBackend(a, b *Route) bool {
+	ac, bc := *a, *b
+	ac.Match, bc.Match = Match{}, Match{}
+	ac.Line, ac.Column, ac.index = 0, 0, 0
+	bc.Line, bc.Column, bc.index = 0, 0, 0
+	return reflect.DeepEqual(ac, bc)
+}
+
+func (a *Activator) newRoute(rc *Route) *route {
+	r := &route{a: a, cfg: rc, all: map[string]*Endpoint{}}
+	if rc.Service != nil {
+		r.ns, r.svc = rc.Service.Namespace, rc.Service.Name
+	}
+	r.m = a.m.forRoute(rc.Name, r.ns, r.svc)
+	pods, _ := a.opts.Services.(PodNamer)
+	r.policy = newPolicy(rc, a.opts.Metrics, pods)
+	empty := []*Endpoint{}
+	r.ready.Store(&empty)
+	return r
+}
+
+// start subscribes to the route's endpoints and starts its metric refresh.
+func (r *route) start() {
+	var src EndpointSource = StaticEndpoints(r.cfg.Endpoints)
+	if r.cfg.Service != nil {
+		src = serviceSource{svc: r.a.opts.Services, ref: *r.cfg.Service}
+	}
+	cancel := src.Subscribe(r.updateEndpoints)
+	r.mu.Lock()
+	r.cancelSource = cancel
+	r.mu.Unlock()
+	if mp, ok := r.policy.(*metricPolicy); ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		r.cancelMetric = cancel
+		go mp.run(ctx, r)
+	}
+}
+
+// close stops the route: no more endpoint updates, held requests get 503,
+// idle connections close. forget drops its metric series too.
+func (r *route) close(forget bool) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	cancel := r.cancelSource
+	r.queue.releaseAll()
+	eps := r.all
+	r.all = map[string]*Endpoint{}
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if r.cancelMetric != nil {
+		r.cancelMetric()
+	}
+	for _, ep := range eps {
+		ep.pool.close()
+	}
+	if forget {
+		r.m.forget()
+	}
+}
+
+// Close stops every route. Requests in flight finish on their own.
+func (a *Activator) Close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	for _, r := range a.routes {
+		r.close(false)
+	}
+	a.routes = map[string]*route{}
+}
+
+// Config returns the configuration in force.
+func (a *Activator) Config() *Config { return a.table.Load().cfg }
+
+// ServeHTTP routes and proxies one request.
+func (a *Activator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt := a.table.Load().router.match(r.Host, r.URL.Path, r.Header)
+	if rt == nil {
+		a.m.unmatched.Inc()
+		h := w.Header()
+		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		h["X-Content-Type-Options"] = []string{"nosniff"}
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "no route for host %q and path %q\n", r.Host, r.URL.Path)
+		return
+	}
+	code := rt.serve(w, r)
+	if code == statusRouteGone {
+		// A reload replaced the route while the request was held: the
+		// request goes on under the configuration now in force.
+		if next := a.table.Load().router.match(r.Host, r.URL.Path, r.Header); next != nil && next != rt {
+			rt = next
+			code = rt.serve(w, r)
+		}
+		if code == statusRouteGone {
+			code = rt.fail(w, http.StatusServiceUnavailable, "the route was removed", nil)
+		}
+	}
+	if code == statusAborted {
+		rt.m.code(http.StatusBadGateway).Inc()
+		rt.m.duration.Observe(time.Since(start).Seconds())
+		// The response started and cannot be completed: make the client
+		// see a broken connection rather than a short, valid-looking body.
+		panic(http.ErrAbortHandler)
+	}
+	rt.m.code(code).Inc()
+	rt.m.duration.Observe(time.Since(start).Seconds())
+}
+
+// statusAborted is what serve returns when the response was cut off after
+// its head; the metrics record it as 502.
+const statusAborted = -1
+
+func (rt *route) serve(w http.ResponseWriter, r *http.Request) int {
+	ready := rt.readyEndpoints()
+	if len(ready) == 0 {
+		var code int
+		if ready, code = rt.waitReady(r.Context()); ready == nil {
+			switch code {
+			case statusClientGone, statusRouteGone:
+				return code
+			case http.StatusGatewayTimeout:
+				return rt.fail(w, code, "no endpoint became ready in time", nil)
+			default:
+				return rt.fail(w, code, "no ready endpoint and the queue is full", nil)
+			}
+		}
+	}
+	return rt.proxy(w, r, ready)
+}
+
+// Handler returns the proxy handler: the Activator itself, wrapped in an
+// otelhttp server span when tracing is enabled.
+func (a *Activator) Handler() http.Handler {
+	if a.tracer == nil {
+		return a
+	}
+	return otelhttp.NewHandler(a, "activator",
+		otelhttp.WithTracerProvider(a.opts.TracerProvider),
+		otelhttp.WithPropagators(a.prop),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+}
+
+// Server returns an http.Server for Handler with the limits of the
+// options, serving HTTP/1.1 and h2c (HTTP/2 without TLS, prior knowledge).
+func (a *Activator) Server() *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: a.opts.ReadHeaderTimeout,
+		IdleTimeout:       a.opts.IdleTimeout,
+		MaxHeaderBytes:    a.opts.MaxHeaderBytes,
+		Protocols:         &protocols,
+		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
+	}
+}
+
+// Shutdown stops srv gracefully: no new connections, then in-flight and
+// held requests finish, upgraded connections too, until ctx ends; then
+// whatever is left is closed.
+func (a *Activator) Shutdown(ctx context.Context, srv *http.Server) error {
+	err := srv.Shutdown(ctx)
+	upgrades := make(chan struct{})
+	go func() { a.upgrades.Wait(); close(upgrades) }()
+	select {
+	case <-upgrades:
+	case <-ctx.Done():
+	}
+	if err != nil || ctx.Err() != nil {
+		_ = srv.Close()
+		a.hijackMu.Lock()
+		for c := range a.hijacked {
+			c.Close()
+		}
+		a.hijackMu.Unlock()
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
+}
+
+func (a *Activator) trackHijacked(c net.Conn, add bool) {
+	a.hijackMu.Lock()
+	if add {
+		a.hijacked[c] = struct{}{}
+		a.upgrades.Add(1)
+	} else {
+		delete(a.hijacked, c)
+		a.upgrades.Done()
+	}
+	a.hijackMu.Unlock()
+}
+
+// Load reads the configuration file and applies it. A file identical to
+// the one in force is not applied again.
+func (a *Activator) Load(path string) (changed bool, err error) {
+	cfg, err := LoadConfig(path)
+	if err == nil {
+		err = a.Check(cfg)
+	}
+	if err != nil {
+		return false, err
+	}
+	a.mu.Lock()
+	same := a.digest == cfg.digest
+	a.mu.Unlock()
+	if same {
+		return false, nil
+	}
+	return true, a.Apply(cfg)
+}
+
+// reload is Load for the watcher: problems are logged one per line and
+// counted, and the configuration in force stays.
+func (a *Activator) reload(path string) {
+	changed, err := a.Load(path)
+	if err != nil {
+		a.m.reloads.WithLabelValues("failure").Inc()
+		a.m.reloadFailed.Set(1)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			a.logger.Error("configuration rejected; the running one stays", "problem", line)
+		}
+		return
+	}
+	if !changed {
+		a.m.reloadFailed.Set(0)
+		return
+	}
+	a.m.reloads.WithLabelValues("success").Inc()
+	a.logger.Info("configuration reloaded", "file", path, "routes", len(a.Config().Routes))
+}
+
+// Watch reloads the configuration file whenever it changes, until ctx
+// ends. It watches the file's directory, not the file, so that the atomic
+// symlink swap of a mounted ConfigMap is seen; events are debounced. As a
+// safety net against missed events it also checks every resync (0: never).
+func (a *Activator) Watch(ctx context.Context, path string, resync time.Duration) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watching activator config: %w", err)
+	}
+	defer w.Close()
+	dir := filepath.Dir(path)
+	if info, err := os.Stat(path); err == nil && info.IsDir() {
+		return fmt.Errorf("watching activator config: %s is a directory", path)
+	}
+	if err := w.Add(dir); err != nil {
+		return fmt.Errorf("watching activator config in %s: %w", dir, err)
+	}
+	const debounce = 100 * time.Millisecond
+	var timer <-chan time.Time
+	var tick <-chan time.Time
+	if resync > 0 {
+		t := time.NewTicker(resync)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			a.logger.Debug("config file event", "path", ev.Name, "op", ev.Op.String())
+			timer = time.After(debounce)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			if !errors.Is(err, fs.ErrClosed) {
+				a.logger.Warn("watching config file", "err", err)
+			}
+		case <-timer:
+			timer = nil
+			a.reload(path)
+		case <-tick:
+			a.reload(path)
+		}
+	}
+}
