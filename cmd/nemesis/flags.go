@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -33,5 +34,29 @@ func (h headerMap) Set(v string) error {
 		return fmt.Errorf("%q is not a header: want \"Name: value\"", v)
 	}
 	h[name] = strings.TrimSpace(value)
+	return nil
+}
+
+// serviceRef is a NAMESPACE/NAME:PORT flag.
+type serviceRef struct {
+	namespace, name string
+	port            int32
+}
+
+func (r *serviceRef) String() string {
+	if r.name == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%s:%d", r.namespace, r.name, r.port)
+}
+
+func (r *serviceRef) Set(v string) error {
+	nsName, portStr, ok := strings.Cut(v, ":")
+	namespace, name, ok2 := strings.Cut(nsName, "/")
+	port, err := strconv.ParseInt(portStr, 10, 32)
+	if !ok || !ok2 || namespace == "" || name == "" || err != nil || port <= 0 || port > 65535 {
+		return fmt.Errorf("%q is not NAMESPACE/NAME:PORT", v)
+	}
+	r.namespace, r.name, r.port = namespace, name, int32(port)
 	return nil
 }

@@ -118,15 +118,17 @@ func TestScalerFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no rules":          {[]string{"scaler", "--prometheus-url", "http://127.0.0.1:9"}, "--rules is required"},
-		"no prometheus":     {[]string{"scaler", "--rules", "../../examples/rules"}, "--prometheus-url is required"},
-		"invalid rules":     {[]string{"scaler", "--rules", bad, "--prometheus-url", "http://127.0.0.1:9"}, bad + ":3:13: rule set \"x\": replicas: unknown name y"},
-		"half tls":          {[]string{"scaler", "--rules", "../../examples/rules", "--prometheus-url", "http://127.0.0.1:9", "--tls-cert-file", "c.pem"}, "--tls-cert-file and --tls-key-file go together"},
-		"bad header":        {[]string{"scaler", "--prometheus-header", "nocolon"}, `"nocolon" is not a header`},
-		"bad url":           {[]string{"scaler", "--rules", "../../examples/rules", "--prometheus-url", "::nope"}, "url"},
-		"unknown command":   {[]string{"scale"}, `unknown command "scale"`},
-		"negative interval": {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--push-interval", "-1s"}, "--push-interval must be positive"},
-		"bad activator":     {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--activator", "activator-0:9091"}, `--activator: activator address "activator-0:9091"`},
+		"no rules":              {[]string{"scaler", "--prometheus-url", "http://127.0.0.1:9"}, "--rules is required"},
+		"no prometheus":         {[]string{"scaler", "--rules", "../../examples/rules"}, "--prometheus-url is required"},
+		"invalid rules":         {[]string{"scaler", "--rules", bad, "--prometheus-url", "http://127.0.0.1:9"}, bad + ":3:13: rule set \"x\": replicas: unknown name y"},
+		"half tls":              {[]string{"scaler", "--rules", "../../examples/rules", "--prometheus-url", "http://127.0.0.1:9", "--tls-cert-file", "c.pem"}, "--tls-cert-file and --tls-key-file go together"},
+		"bad header":            {[]string{"scaler", "--prometheus-header", "nocolon"}, `"nocolon" is not a header`},
+		"bad url":               {[]string{"scaler", "--rules", "../../examples/rules", "--prometheus-url", "::nope"}, "url"},
+		"unknown command":       {[]string{"scale"}, `unknown command "scale"`},
+		"negative interval":     {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--push-interval", "-1s"}, "--push-interval must be positive"},
+		"bad activator service": {[]string{"scaler", "--activator-service", "nemesis/activator"}, `"nemesis/activator" is not NAMESPACE/NAME:PORT`},
+		"both activator flags":  {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--activator", "http://a:1", "--activator-service", "n/a:9091"}, "--activator and --activator-service exclude each other"},
+		"bad activator":         {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--activator", "activator-0:9091"}, `--activator: activator address "activator-0:9091"`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

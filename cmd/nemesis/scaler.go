@@ -23,9 +23,11 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/k8s-nemesis/nemesis/demand"
 	"github.com/k8s-nemesis/nemesis/externalscaler"
+	"github.com/k8s-nemesis/nemesis/kube"
 	"github.com/k8s-nemesis/nemesis/metrics"
 )
 
@@ -33,6 +35,8 @@ import (
 type scalerConfig struct {
 	rules           stringList
 	activators      stringList
+	activatorSvc    serviceRef
+	kubeconfig      string
 	grpcAddress     string
 	httpAddress     string
 	prom            metrics.ClientConfig
@@ -50,6 +54,8 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	fs.SetOutput(stderr)
 	fs.Var(&c.rules, "rules", "rule file, or directory of *.yaml rule files (repeatable); reloaded on change")
 	fs.Var(&c.activators, "activator", "base URL of one activator replica's admin address to watch for demand, e.g. http://activator-0.activator:9091 (repeatable; each replica once, never a load-balanced Service)")
+	fs.Var(&c.activatorSvc, "activator-service", "watch every replica of the activator Service NAMESPACE/NAME:ADMIN_PORT for demand, following its EndpointSlices as replicas come and go")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for --activator-service; in a cluster the pod's service account is used")
 	fs.StringVar(&c.grpcAddress, "grpc-address", ":9400", "address of the gRPC server KEDA calls")
 	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address serving /metrics, /healthz and /readyz")
 	fs.StringVar(&c.prom.URL, "prometheus-url", "", "Prometheus base URL, e.g. http://prometheus.monitoring:9090 (required)")
@@ -91,6 +97,9 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 		if _, err := demand.WatchURL(a); err != nil {
 			problems = append(problems, "--activator: "+err.Error())
 		}
+	}
+	if len(c.activators) > 0 && c.activatorSvc.name != "" {
+		problems = append(problems, "--activator and --activator-service exclude each other: name the replicas, or the Service that finds them")
 	}
 	if c.tls.Enabled() && (c.tls.CertFile == "" || c.tls.KeyFile == "") {
 		problems = append(problems, "--tls-cert-file and --tls-key-file go together (and --client-ca-file needs both)")
@@ -167,9 +176,30 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		ReuseFor:       cfg.reuseFor,
 		PushInterval:   cfg.pushInterval,
 	}
-	var agg *demand.Aggregator
-	if len(cfg.activators) > 0 {
-		agg = demand.NewAggregator(demand.StaticSources(cfg.activators), demand.AggregatorOptions{Logger: logger.With("component", "demand"), Registerer: reg})
+	var (
+		agg      *demand.Aggregator
+		services *kube.ServiceEndpoints
+		sources  demand.Sources
+	)
+	switch {
+	case len(cfg.activators) > 0:
+		sources = demand.StaticSources(cfg.activators)
+	case cfg.activatorSvc.name != "":
+		rc, err := kube.RestConfig(cfg.kubeconfig)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		kc, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return usageError("kubernetes client: %v", err)
+		}
+		services = kube.NewServiceEndpoints(kc, logger.With("component", "kube"), reg)
+		urls := services.URLs(cfg.activatorSvc.namespace, cfg.activatorSvc.name, cfg.activatorSvc.port, "http")
+		defer urls.Close()
+		sources = urls
+	}
+	if sources != nil {
+		agg = demand.NewAggregator(sources, demand.AggregatorOptions{Logger: logger.With("component", "demand"), Registerer: reg})
 		scalerOpts.Demand = agg
 	} else if uses := demandRuleSets(store.Current()); len(uses) > 0 {
 		logger.Warn("rule sets use inflight or queued, but no --activator is given: they will fail (onError applies)", "ruleSets", uses)
@@ -203,6 +233,11 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	if agg != nil {
 		actx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return agg.Run(actx) }, func(error) { cancel() })
+	}
+	// EndpointSlice informers that find the activator replicas.
+	if services != nil {
+		kctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return services.Run(kctx) }, func(error) { cancel() })
 	}
 	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
 	{
@@ -268,3 +303,6 @@ func demandRuleSets(c *externalscaler.Catalog) []string {
 	}
 	return out
 }
+
+// kube.ServiceURLs is how --activator-service feeds the aggregator.
+var _ demand.Sources = (*kube.ServiceURLs)(nil)
