@@ -401,8 +401,8 @@ func (p *configParser) route(n *yaml.Node) *parsedRoute {
 		Line:     n.Line, Column: n.Column,
 	}}
 	entries := p.mapping(n, "", "")
-	if entries == nil {
-		return nil
+	if n.Kind != yaml.MappingNode {
+		return nil // reported by mapping
 	}
 	// The name first, so that every other problem can name the route.
 	for _, kv := range entries {
@@ -600,8 +600,8 @@ func (p *configParser) match(rt *Route, n *yaml.Node) {
 func (p *configParser) service(route string, n *yaml.Node) *ServiceRef {
 	s := &ServiceRef{}
 	entries := p.mapping(n, route, "service")
-	if entries == nil {
-		return nil
+	if n.Kind != yaml.MappingNode {
+		return nil // reported by mapping
 	}
 	var haveNS, haveName, havePort bool
 	for _, kv := range entries {
@@ -656,8 +656,8 @@ func (p *configParser) service(route string, n *yaml.Node) *ServiceRef {
 func (p *configParser) metric(route string, n *yaml.Node) *MetricSpec {
 	m := &MetricSpec{Refresh: DefaultMetricRefresh}
 	entries := p.mapping(n, route, "metric")
-	if entries == nil {
-		return nil
+	if n.Kind != yaml.MappingNode {
+		return nil // reported by mapping
 	}
 	haveQuery := false
 	for _, kv := range entries {

@@ -162,6 +162,9 @@ func FuzzParseConfig(f *testing.F) {
 			if rc.Service == nil && len(rc.Endpoints) == 0 {
 				t.Fatalf("route %q has no backend", rc.Name)
 			}
+			if rc.Policy == PolicyMetric && (rc.Metric == nil || rc.Metric.Query == "") {
+				t.Fatalf("route %q has policy metric without a query", rc.Name)
+			}
 		}
 		rt := newRouter(cfg.Routes, routes)
 		rt.match("a.example.com", "/x", nil)
