@@ -83,12 +83,13 @@ func (p *connPool) get(ctx context.Context, fresh bool) (*upConn, error) {
 		return nil, err
 	}
 	return &upConn{
-		nc:   nc,
-		pool: p,
-		br:   bufio.NewReaderSize(nc, upstreamReadBuffer),
-		bw:   bufio.NewWriterSize(nc, upstreamWriteBuffer),
-		keys: map[string]string{},
-		vals: map[string]string{},
+		nc:    nc,
+		pool:  p,
+		br:    bufio.NewReaderSize(nc, upstreamReadBuffer),
+		bw:    bufio.NewWriterSize(nc, upstreamWriteBuffer),
+		keys:  map[string]string{},
+		vals:  map[string]string{},
+		abort: func() { _ = nc.SetDeadline(aLongTimeAgo) },
 	}, nil
 }
 
@@ -145,6 +146,9 @@ type upConn struct {
 	scratch     [32]byte
 	keys        map[string]string // header names seen on this connection
 	vals        map[string]string // last value of each header name
+	// abort unblocks the connection's I/O at once; made once per
+	// connection so that arming it per request allocates no closure.
+	abort func()
 }
 
 func (c *upConn) setDeadline(t time.Time) {
@@ -369,7 +373,7 @@ func (x *exchange) attempt(ctx context.Context, ep *Endpoint, fresh bool) (int, 
 	}
 	// A client that goes away aborts the upstream exchange, so that a long
 	// generation stops instead of running for nobody.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, c.abort)
 	code, reusable, err := x.roundTrip(c)
 	if !stop() {
 		reusable = false
