@@ -67,6 +67,12 @@
 // terminating ones finish what they have and get nothing new. Without a
 // ServiceEndpoints, a service route is a configuration error.
 //
+// The activator keeps at most [Options].MaxConnsPerEndpoint connections to
+// one endpoint (default 1024, idle and in use); requests beyond it wait for a
+// connection, which a finishing request hands over. So a queue of thousands
+// of held requests released onto a fresh pod does not open thousands of
+// connections at once.
+//
 // # Metric policy
 //
 // policy: metric runs the route's PromQL query every refresh interval in the

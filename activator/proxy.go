@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,17 +48,82 @@ var aLongTimeAgo = time.Unix(1, 0)
 // connPool holds the idle HTTP/1.1 connections to one endpoint, most
 // recently used first (LIFO keeps few connections warm and lets the rest
 // age out).
+//
+// It also caps the connections to its endpoint, idle and in use: when a
+// queue of held requests is released onto a fresh pod, the requests beyond
+// the cap wait for a connection instead of opening thousands at once.
 type connPool struct {
 	addr    string
 	a       *Activator
+	slots   chan struct{} // one per open connection; its capacity is the cap
 	mu      sync.Mutex
 	idle    []*upConn
-	closed  bool // the endpoint is gone: returned connections are closed
-	noReuse bool // the endpoint is terminating: nothing goes back idle
+	waiters []chan *upConn // requests waiting for a connection, oldest first
+	closed  bool           // the endpoint is gone: returned connections are closed
+	noReuse bool           // the endpoint is terminating: nothing goes back idle
 }
 
 func (a *Activator) newPool(addr string) *connPool {
-	return &connPool{addr: addr, a: a}
+	return &connPool{addr: addr, a: a, slots: make(chan struct{}, a.maxConns)}
+}
+
+// discard closes a connection for good and frees its slot.
+func (p *connPool) discard(c *upConn) {
+	c.nc.Close()
+	<-p.slots
+}
+
+// acquire takes a slot for a new connection, or, while the endpoint has as
+// many connections as it may, waits until one is freed or handed over by a
+// request that finished with it (then returns it). An idle connection is
+// closed to make room for a fresh one.
+func (p *connPool) acquire(ctx context.Context) (*upConn, error) {
+	for {
+		select {
+		case p.slots <- struct{}{}:
+			return nil, nil
+		default:
+		}
+		p.mu.Lock()
+		if n := len(p.idle); n > 0 {
+			c := p.idle[0] // the oldest
+			copy(p.idle, p.idle[1:])
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			p.discard(c)
+			continue
+		}
+		ch := make(chan *upConn, 1)
+		p.waiters = append(p.waiters, ch)
+		p.mu.Unlock()
+		select {
+		case c := <-ch:
+			c.reused = true
+			return c, nil
+		case p.slots <- struct{}{}:
+			p.leave(ch)
+			return nil, nil
+		case <-ctx.Done():
+			p.leave(ch)
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// leave takes a waiter off the list; a connection handed to it meanwhile
+// goes back to the pool.
+func (p *connPool) leave(ch chan *upConn) {
+	p.mu.Lock()
+	if i := slices.Index(p.waiters, ch); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+	}
+	p.mu.Unlock()
+	select {
+	case c := <-ch:
+		p.put(c)
+	default:
+	}
 }
 
 // get returns an idle connection, or dials a new one.
@@ -74,12 +140,16 @@ func (p *connPool) get(ctx context.Context, fresh bool) (*upConn, error) {
 				c.reused = true
 				return c, nil
 			}
-			c.nc.Close()
+			p.discard(c)
 		}
 		p.mu.Unlock()
 	}
+	if c, err := p.acquire(ctx); c != nil || err != nil {
+		return c, err
+	}
 	nc, err := p.a.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
+		<-p.slots
 		return nil, err
 	}
 	return &upConn{
@@ -97,21 +167,33 @@ func (p *connPool) get(ctx context.Context, fresh bool) (*upConn, error) {
 func (p *connPool) put(c *upConn) {
 	c.idleAt = time.Now()
 	p.mu.Lock()
+	// The oldest request waiting for a connection takes this one over.
+	if len(p.waiters) > 0 && !p.closed && !p.noReuse {
+		ch := p.waiters[0]
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+		p.mu.Unlock()
+		ch <- c // buffered, and written once
+		return
+	}
 	if p.closed || p.noReuse || len(p.idle) >= p.a.maxIdle {
 		p.mu.Unlock()
-		c.nc.Close()
+		p.discard(c)
 		return
 	}
 	// Connections idle too long sit at the bottom; drop one per put so the
 	// pool shrinks after a burst without a sweeper goroutine.
+	var old *upConn
 	if len(p.idle) > 0 && c.idleAt.Sub(p.idle[0].idleAt) > p.a.upstreamIdle {
-		p.idle[0].nc.Close()
+		old = p.idle[0]
 		copy(p.idle, p.idle[1:])
 		p.idle[len(p.idle)-1] = nil
 		p.idle = p.idle[:len(p.idle)-1]
 	}
 	p.idle = append(p.idle, c)
 	p.mu.Unlock()
+	if old != nil {
+		p.discard(old)
+	}
 }
 
 // closeIdle closes the idle connections and keeps new ones from idling.
@@ -122,7 +204,7 @@ func (p *connPool) closeIdle() {
 	p.idle = nil
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.nc.Close()
+		p.discard(c)
 	}
 }
 
@@ -384,7 +466,7 @@ func (x *exchange) attempt(ctx context.Context, ep *Endpoint, fresh bool) (int, 
 	if reusable && err == nil {
 		c.pool.put(c)
 	} else {
-		c.nc.Close()
+		c.pool.discard(c)
 	}
 	if err != nil && ctx.Err() != nil {
 		var re *retryableError

@@ -32,6 +32,9 @@ const (
 	DefaultDialTimeout             = 3 * time.Second
 	DefaultUpstreamIdleTimeout     = 60 * time.Second
 	DefaultMaxIdleConnsPerEndpoint = 1024
+	// DefaultMaxConnsPerEndpoint caps the connections to one endpoint, idle
+	// and in use; requests beyond it wait for one.
+	DefaultMaxConnsPerEndpoint = 1024
 )
 
 // DemandRecorder learns of every change in a service's in-flight and
@@ -72,6 +75,7 @@ type Options struct {
 	DialTimeout             time.Duration // connecting to an endpoint; default 3s
 	UpstreamIdleTimeout     time.Duration // an idle upstream connection; default 60s
 	MaxIdleConnsPerEndpoint int           // default 1024
+	MaxConnsPerEndpoint     int           // default 1024; requests beyond it wait for a connection
 }
 
 // Activator routes, balances, queues and proxies requests. Create it with
@@ -87,6 +91,7 @@ type Activator struct {
 	dialer       net.Dialer
 	upstreamIdle time.Duration
 	maxIdle      int
+	maxConns     int
 
 	table atomic.Pointer[table]
 
@@ -153,6 +158,9 @@ func New(opts Options) *Activator {
 	if opts.MaxIdleConnsPerEndpoint <= 0 {
 		opts.MaxIdleConnsPerEndpoint = DefaultMaxIdleConnsPerEndpoint
 	}
+	if opts.MaxConnsPerEndpoint <= 0 {
+		opts.MaxConnsPerEndpoint = DefaultMaxConnsPerEndpoint
+	}
 	a := &Activator{
 		opts:         opts,
 		logger:       opts.Logger,
@@ -162,6 +170,7 @@ func New(opts Options) *Activator {
 		dialer:       net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
 		upstreamIdle: opts.UpstreamIdleTimeout,
 		maxIdle:      opts.MaxIdleConnsPerEndpoint,
+		maxConns:     opts.MaxConnsPerEndpoint,
 		routes:       map[string]*route{},
 		hijacked:     map[net.Conn]struct{}{},
 	}
