@@ -38,6 +38,7 @@ type activatorConfig struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	maxHeaderBytes    int
+	maxConns          int
 	kubeconfig        string
 	id                string
 	prom              metrics.ClientConfig
@@ -57,6 +58,7 @@ func parseActivatorFlags(args []string, stderr io.Writer) (*activatorConfig, err
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", activator.DefaultReadHeaderTimeout, "how long a client may take to send a request head")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", activator.DefaultIdleTimeout, "how long an idle client keep-alive connection stays open")
 	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", activator.DefaultMaxHeaderBytes, "largest request head; larger ones get 431")
+	fs.IntVar(&c.maxConns, "max-conns-per-endpoint", activator.DefaultMaxConnsPerEndpoint, "most connections to one endpoint, idle and in use; requests beyond wait for one (a released queue does not flood a fresh pod)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for service routes; in a cluster the pod's service account is used")
 	hostname, _ := os.Hostname()
 	fs.StringVar(&c.id, "id", hostname, "this replica's name in the demand stream scalers read from /demand/watch (default: the host name, which is the pod name)")
@@ -89,6 +91,9 @@ func parseActivatorFlags(args []string, stderr io.Writer) (*activatorConfig, err
 	if c.maxHeaderBytes <= 0 {
 		problems = append(problems, "--max-header-bytes must be positive")
 	}
+	if c.maxConns <= 0 {
+		problems = append(problems, "--max-conns-per-endpoint must be positive")
+	}
 	if len(problems) > 0 {
 		return nil, usageError("%s", strings.Join(problems, "; "))
 	}
@@ -119,13 +124,14 @@ func runActivator(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 
 	opts := activator.Options{
-		Logger:            logger,
-		Registerer:        reg,
-		TracerProvider:    tp,
-		Propagator:        prop,
-		ReadHeaderTimeout: cfg.readHeaderTimeout,
-		IdleTimeout:       cfg.idleTimeout,
-		MaxHeaderBytes:    cfg.maxHeaderBytes,
+		Logger:              logger,
+		Registerer:          reg,
+		TracerProvider:      tp,
+		Propagator:          prop,
+		ReadHeaderTimeout:   cfg.readHeaderTimeout,
+		IdleTimeout:         cfg.idleTimeout,
+		MaxHeaderBytes:      cfg.maxHeaderBytes,
+		MaxConnsPerEndpoint: cfg.maxConns,
 	}
 	if cfg.prom.URL != "" {
 		client, err := metrics.NewClient(cfg.prom, logger, reg, tp)
