@@ -15,9 +15,6 @@ import (
 	"time"
 
 	oklog "github.com/oklog/run"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/k8s-nemesis/nemesis/activator"
@@ -108,33 +105,25 @@ func runActivator(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel})).With("component", "activator")
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	tp, prop, shutdownTracing, err := setupTracing(ctx, "nemesis-activator")
+	proc, err := startProcess(ctx, stderr, cfg.logLevel, "activator")
 	if err != nil {
-		return usageError("%v", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTracing(sctx)
-	}()
+	defer proc.close()
+	logger, reg := proc.logger, proc.reg
 
 	opts := activator.Options{
 		Logger:              logger,
 		Registerer:          reg,
-		TracerProvider:      tp,
-		Propagator:          prop,
+		TracerProvider:      proc.tp,
+		Propagator:          proc.prop,
 		ReadHeaderTimeout:   cfg.readHeaderTimeout,
 		IdleTimeout:         cfg.idleTimeout,
 		MaxHeaderBytes:      cfg.maxHeaderBytes,
 		MaxConnsPerEndpoint: cfg.maxConns,
 	}
 	if cfg.prom.URL != "" {
-		client, err := metrics.NewClient(cfg.prom, logger, reg, tp)
+		client, err := metrics.NewClient(cfg.prom, logger, reg, proc.tp)
 		if err != nil {
 			return usageError("%v", err)
 		}
@@ -182,22 +171,9 @@ func runActivator(ctx context.Context, args []string, stderr io.Writer) error {
 	var ready atomic.Bool
 
 	var g oklog.Group
-	// Signals: the first SIGINT or SIGTERM ends the group.
-	{
-		sctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error {
-			<-sctx.Done()
-			if ctx.Err() != nil {
-				logger.Info("shutting down", "shutdownDelay", cfg.shutdownDelay.String(), "drainTimeout", cfg.drainTimeout.String())
-			}
-			return nil
-		}, func(error) { cancel() })
-	}
+	proc.addSignals(&g, ctx, "shutdownDelay", cfg.shutdownDelay.String(), "drainTimeout", cfg.drainTimeout.String())
 	// Configuration watcher: needs nothing stopped before it.
-	{
-		wctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return act.Watch(wctx, cfg.config, cfg.configResync) }, func(error) { cancel() })
-	}
+	addBackground(&g, func(ctx context.Context) error { return act.Watch(ctx, cfg.config, cfg.configResync) })
 	// Proxy: on stop, fail /readyz first and wait --shutdown-delay so that
 	// endpoints and load balancers drop this replica, then stop accepting
 	// and let in-flight and held requests finish within --drain-timeout.
@@ -225,40 +201,21 @@ func runActivator(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		})
 	}
-	// Admin server for metrics and probes: stops last, so that /readyz
-	// answers 503 throughout the drain.
+	// Admin server for metrics, probes and the demand stream: stops after
+	// the proxy, so that /readyz answers 503 throughout the drain.
 	{
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux := proc.adminMux(&ready, func() string { return fmt.Sprintf("%d routes", len(act.Config().Routes)) })
 		mux.Handle("GET "+demand.WatchPath, tracker.Handler())
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready.Load() {
-				http.Error(w, "not ready", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintf(w, "ok: %d routes\n", len(act.Config().Routes))
-		})
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		// Shutdown would wait for the open demand streams forever.
 		srv.RegisterOnShutdown(tracker.Close)
-		g.Add(func() error {
-			if err := srv.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		}, func(error) {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		})
+		addHTTPServer(&g, srv, adminLis)
 	}
 	// EndpointSlice informers: interrupted after the proxy's drain above
 	// (oklog/run interrupts in order), so that held requests still see
 	// endpoints turn ready while they drain.
 	if services != nil {
-		kctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return services.Run(kctx) }, func(error) { cancel() })
+		addBackground(&g, services.Run)
 	}
 	return g.Run()
 }

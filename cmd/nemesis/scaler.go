@@ -15,9 +15,6 @@ import (
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	oklog "github.com/oklog/run"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -123,20 +120,12 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel})).With("component", "scaler")
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	tp, prop, shutdownTracing, err := setupTracing(ctx, "nemesis-scaler")
+	proc, err := startProcess(ctx, stderr, cfg.logLevel, "scaler")
 	if err != nil {
-		return usageError("%v", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTracing(sctx)
-	}()
+	defer proc.close()
+	logger, reg, tp := proc.logger, proc.reg, proc.tp
 
 	// Everything is checked before anything starts: rules, Prometheus
 	// client, TLS files, listeners.
@@ -151,7 +140,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	grpcOpts := []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop)))}
+	grpcOpts := []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(proc.prop)))}
 	if cfg.tls.Enabled() {
 		tlsCfg, err := externalscaler.ServerTLS(cfg.tls)
 		if err != nil {
@@ -212,38 +201,20 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	var ready atomic.Bool
 
 	var g oklog.Group
-	// Signals: the first SIGINT or SIGTERM ends the group.
-	{
-		sctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error {
-			<-sctx.Done()
-			if ctx.Err() != nil {
-				logger.Info("shutting down")
-			}
-			return nil
-		}, func(error) { cancel() })
-	}
+	proc.addSignals(&g, ctx)
 	// Rule watcher: needs nothing stopped before it.
-	{
-		wctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return store.Watch(wctx, cfg.rulesResync) }, func(error) { cancel() })
-	}
+	addBackground(&g, func(ctx context.Context) error { return store.Watch(ctx, cfg.rulesResync) })
 	// Demand aggregator: watches every activator. Needs nothing stopped
 	// before it: open streams then read the last counts, or none.
 	if agg != nil {
-		actx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return agg.Run(actx) }, func(error) { cancel() })
+		addBackground(&g, agg.Run)
 	}
 	// EndpointSlice informers that find the activator replicas.
 	if services != nil {
-		kctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return services.Run(kctx) }, func(error) { cancel() })
+		addBackground(&g, services.Run)
 	}
 	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
-	{
-		sctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return scaler.Run(sctx) }, func(error) { cancel() })
-	}
+	addBackground(&g, scaler.Run)
 	// gRPC server: on stop, report NOT_SERVING first so that KEDA and the
 	// kubelet move away, then let open calls finish.
 	{
@@ -266,29 +237,8 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		})
 	}
 	// HTTP server for metrics and probes: stops last of the servers.
-	{
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready.Load() {
-				http.Error(w, "not ready", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintf(w, "ok: rules version %d\n", store.Current().Version)
-		})
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		g.Add(func() error {
-			if err := srv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		}, func(error) {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		})
-	}
+	mux := proc.adminMux(&ready, func() string { return fmt.Sprintf("rules version %d", store.Current().Version) })
+	addHTTPServer(&g, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, httpLis)
 	return g.Run()
 }
 
