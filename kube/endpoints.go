@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -279,8 +280,31 @@ func (s *ServiceEndpoints) refreshNamespace(w *nsWatch) {
 }
 
 // endpointState is what a subscriber gets.
+// PodName returns the pod behind an endpoint address ("ip:port") of a
+// subscribed Service in namespace, as its EndpointSlice's targetRef names
+// it. The activator's metric policy uses it to match series labelled by pod.
+func (s *ServiceEndpoints) PodName(namespace, address string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, subs := range s.subs {
+		if key.namespace != namespace {
+			continue
+		}
+		for sub := range subs {
+			sub.mu.Lock()
+			pod, ok := sub.latest.pods[address]
+			sub.mu.Unlock()
+			if ok {
+				return pod, true
+			}
+		}
+	}
+	return "", false
+}
+
 type endpointState struct {
 	ready, terminating []string
+	pods               map[string]string // address → pod name, where known
 	// reason says why a synced Service has no endpoints at all ("" when it
 	// has some, or when the cause is just that no pod is there).
 	reason string
@@ -311,7 +335,7 @@ func (sub *subscription) offer(st endpointState) (reasonChanged bool) {
 	sub.mu.Lock()
 	reasonChanged = st.reason != sub.latest.reason
 	changed := !st.equal(sub.latest)
-	if changed || reasonChanged {
+	if changed || reasonChanged || !maps.Equal(st.pods, sub.latest.pods) {
 		sub.latest = st
 	}
 	sub.mu.Unlock()
@@ -555,6 +579,7 @@ func (w *nsWatch) compute(name string, port int32) endpointState {
 			id := "addr/" + c.addr.String()
 			if ref := es.Endpoints[i].TargetRef; ref != nil && ref.Kind == "Pod" && ref.Name != "" {
 				id = "pod/" + ref.Name
+				c.pod = ref.Name
 			}
 			if old, seen := best[id]; !seen || c.better(old) {
 				best[id] = c
@@ -571,14 +596,21 @@ func (w *nsWatch) compute(name string, port int32) endpointState {
 		}
 	}
 	var ready, terminating []netip.AddrPort
+	var pods map[string]string
 	for ap, c := range byAddr {
 		if c.terminating {
 			terminating = append(terminating, ap)
 		} else {
 			ready = append(ready, ap)
 		}
+		if c.pod != "" {
+			if pods == nil {
+				pods = make(map[string]string, len(byAddr))
+			}
+			pods[render([]netip.AddrPort{ap})[0]] = c.pod
+		}
 	}
-	return endpointState{ready: render(ready), terminating: render(terminating)}
+	return endpointState{ready: render(ready), terminating: render(terminating), pods: pods}
 }
 
 // servicePort finds the Service's port with number port, TCP preferred
@@ -651,7 +683,8 @@ func deref[T any](p *T) T {
 type candidate struct {
 	addr        netip.AddrPort
 	terminating bool
-	primary     bool // from a slice of the Service's primary IP family
+	primary     bool   // from a slice of the Service's primary IP family
+	pod         string // the pod behind the endpoint, when its targetRef says
 }
 
 // newCandidate returns the endpoint's first address (the API makes all its

@@ -591,8 +591,11 @@ func TestUpdateLatency(t *testing.T) {
 		awaitReady(0)
 	}
 	t.Logf("create→update latency over %d rounds: mean %v, worst %v", rounds, total/rounds, worst)
-	if worst > 250*time.Millisecond {
-		t.Errorf("worst latency %v, want milliseconds", worst)
+	// Updates come from watch events, not from a resync or polling; the
+	// bound is loose because this is no benchmark, and loaded CI machines
+	// (with -race) stretch the milliseconds.
+	if worst > 2*time.Second {
+		t.Errorf("worst latency %v, want an event-driven update", worst)
 	}
 }
 

@@ -43,3 +43,33 @@ func TestServiceURLs(t *testing.T) {
 	e.updateSlice(es)
 	wait("http://10.0.0.3:9091")
 }
+
+func TestPodName(t *testing.T) {
+	e := newEnv(t, service("web", port("", 80, 8080)))
+	es := slice("web-1", "web", discoveryv1.AddressTypeIPv4, slicePorts("", 8080),
+		podEndpoint("10.0.0.1", "ready", "web-a"), endpoint("10.0.0.2", "ready"))
+	e.createSlice(es)
+	r := newRecorder(t)
+	defer e.se.Subscribe(ns, "web", 80, r.update)()
+	e.sync()
+	r.waitFor(st([]string{"10.0.0.1:8080", "10.0.0.2:8080"}))
+	if pod, ok := e.se.PodName(ns, "10.0.0.1:8080"); !ok || pod != "web-a" {
+		t.Errorf("PodName(10.0.0.1:8080) = %q, %v; want web-a", pod, ok)
+	}
+	if pod, ok := e.se.PodName(ns, "10.0.0.2:8080"); ok {
+		t.Errorf("PodName(10.0.0.2:8080) = %q; it has no targetRef", pod)
+	}
+	if _, ok := e.se.PodName("other", "10.0.0.1:8080"); ok {
+		t.Error("PodName found a pod in another namespace")
+	}
+	// The address moves to a new pod.
+	es.Endpoints = []discoveryv1.Endpoint{podEndpoint("10.0.0.1", "ready", "web-b"), endpoint("10.0.0.2", "ready")}
+	e.updateSlice(es)
+	deadline := time.Now().Add(waitFor)
+	for pod, _ := e.se.PodName(ns, "10.0.0.1:8080"); pod != "web-b"; pod, _ = e.se.PodName(ns, "10.0.0.1:8080") {
+		if time.Now().After(deadline) {
+			t.Fatalf("PodName(10.0.0.1:8080) = %q, want web-b after the update", pod)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
