@@ -219,3 +219,10 @@ func runActivator(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	return g.Run()
 }
+
+// kube.ServiceEndpoints is the activator's source of Service endpoints, and
+// names the pods behind them for the metric policy.
+var (
+	_ activator.ServiceEndpoints = (*kube.ServiceEndpoints)(nil)
+	_ activator.PodNamer         = (*kube.ServiceEndpoints)(nil)
+)
