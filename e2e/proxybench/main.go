@@ -149,7 +149,9 @@ func run(ctx context.Context) error {
 
 	if o.soak > 0 {
 		fmt.Printf("\nsoak: activator at full load for %v, RSS every %v:\n", o.soak, o.soak/10)
-		soakCtx, cancel := context.WithTimeout(ctx, o.soak)
+		// wrk stops itself after o.soak; the margin keeps the context from
+		// killing it first, which would lose its report.
+		soakCtx, cancel := context.WithTimeout(ctx, o.soak+time.Minute)
 		defer cancel()
 		done := make(chan error, 1)
 		go func() {
