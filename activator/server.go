@@ -4,24 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/k8s-nemesis/nemesis/internal/watch"
 )
 
 // Defaults for Options fields left zero.
@@ -510,52 +509,11 @@ func (a *Activator) reload(path string) {
 }
 
 // Watch reloads the configuration file whenever it changes, until ctx
-// ends. It watches the file's directory, not the file, so that the atomic
-// symlink swap of a mounted ConfigMap is seen; events are debounced. As a
-// safety net against missed events it also checks every resync (0: never).
+// ends (see [watch.Dirs]: the directory is watched, so a ConfigMap's
+// symlink swap is seen), and every resync as a safety net (0: never).
 func (a *Activator) Watch(ctx context.Context, path string, resync time.Duration) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watching activator config: %w", err)
-	}
-	defer w.Close()
-	dir := filepath.Dir(path)
 	if info, err := os.Stat(path); err == nil && info.IsDir() {
 		return fmt.Errorf("watching activator config: %s is a directory", path)
 	}
-	if err := w.Add(dir); err != nil {
-		return fmt.Errorf("watching activator config in %s: %w", dir, err)
-	}
-	const debounce = 100 * time.Millisecond
-	var timer <-chan time.Time
-	var tick <-chan time.Time
-	if resync > 0 {
-		t := time.NewTicker(resync)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			a.logger.Debug("config file event", "path", ev.Name, "op", ev.Op.String())
-			timer = time.After(debounce)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			if !errors.Is(err, fs.ErrClosed) {
-				a.logger.Warn("watching config file", "err", err)
-			}
-		case <-timer:
-			timer = nil
-			a.reload(path)
-		case <-tick:
-			a.reload(path)
-		}
-	}
+	return watch.Dirs(ctx, []string{path}, resync, a.logger, func() { a.reload(path) })
 }

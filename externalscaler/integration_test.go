@@ -869,13 +869,13 @@ func waitWatching(t testing.TB, env *scalerEnv, dir string) {
 	t.Helper()
 	probe := filepath.Join(dir, ".probe")
 	for range 50 {
-		before := env.logs.count("rule file event")
+		before := env.logs.count("\"file event\"")
 		if err := os.WriteFile(probe, []byte(time.Now().String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		for range 10 {
 			time.Sleep(20 * time.Millisecond)
-			if env.logs.count("rule file event") > before {
+			if env.logs.count("\"file event\"") > before {
 				time.Sleep(200 * time.Millisecond) // let the probe's debounced reload pass
 				return
 			}

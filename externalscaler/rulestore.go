@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,9 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/k8s-nemesis/nemesis/internal/watch"
 	"github.com/k8s-nemesis/nemesis/rules"
 )
 
@@ -178,54 +177,8 @@ func (s *RuleStore) Reload() (bool, error) {
 }
 
 // Watch reloads the rules whenever a file under the store's paths changes,
-// until ctx ends. It watches the directories, not the files, so that the
-// atomic symlink swap of a mounted ConfigMap is seen; events are debounced.
-// As a safety net against missed events it also checks every resync.
+// until ctx ends (see [watch.Dirs]: directories are watched, so a
+// ConfigMap's symlink swap is seen), and every resync as a safety net.
 func (s *RuleStore) Watch(ctx context.Context, resync time.Duration) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watching rules: %w", err)
-	}
-	defer w.Close()
-	dirs := map[string]bool{}
-	for _, p := range s.paths {
-		dir := p
-		if info, err := os.Stat(p); err == nil && !info.IsDir() {
-			dir = filepath.Dir(p)
-		}
-		if !dirs[dir] {
-			dirs[dir] = true
-			if err := w.Add(dir); err != nil {
-				return fmt.Errorf("watching rules in %s: %w", dir, err)
-			}
-		}
-	}
-	const debounce = 100 * time.Millisecond
-	var timer <-chan time.Time
-	tick := time.NewTicker(resync)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			s.logger.Debug("rule file event", "path", ev.Name, "op", ev.Op.String())
-			timer = time.After(debounce)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			if !errors.Is(err, fs.ErrClosed) {
-				s.logger.Warn("watching rule files", "err", err)
-			}
-		case <-timer:
-			timer = nil
-			_, _ = s.Reload()
-		case <-tick.C:
-			_, _ = s.Reload()
-		}
-	}
+	return watch.Dirs(ctx, s.paths, resync, s.logger, func() { _, _ = s.Reload() })
 }
