@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// started is a run in the background, with its log lines.
+type started struct {
+	url  string
+	logs chan map[string]any
+	done chan error
+}
+
+// startRun runs sampleapp on a free loopback port with args added, and
+// learns the port from its start-up log line.
+func startRun(t *testing.T, ctx context.Context, args ...string) *started {
+	t.Helper()
+	pr, pw := io.Pipe()
+	s := &started{logs: make(chan map[string]any, 10), done: make(chan error, 1)}
+	go func() {
+		defer close(s.logs)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var line map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+				line = map[string]any{"unparsed": sc.Text()}
+			}
+			s.logs <- line
+		}
+	}()
+	go func() {
+		err := run(ctx, append([]string{"--address", "127.0.0.1:0"}, args...), pw)
+		pw.Close()
+		s.done <- err
+	}()
+	select {
+	case line := <-s.logs:
+		if line["msg"] != "sampleapp started" {
+			t.Fatalf("first log line %v, want the start-up line", line)
+		}
+		s.url = "http://" + line["address"].(string)
+	case err := <-s.done:
+		t.Fatalf("run ended at once: %v", err)
+	}
+	return s
+}
+
+// finish waits for run to return and for its last log line.
+func (s *started) finish(t *testing.T) (map[string]any, error) {
+	t.Helper()
+	var err error
+	select {
+	case err = <-s.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not return")
+	}
+	var last map[string]any
+	for line := range s.logs {
+		last = line
+	}
+	return last, err
+}
+
+func TestRunLifecycle(t *testing.T) {
+	t.Setenv("POD_NAME", "pod-a")
+	ctx, sigterm := context.WithCancel(t.Context())
+	defer sigterm()
+	const latency = 300 * time.Millisecond
+	s := startRun(t, ctx, "--model", "llama", "--latency", latency.String(), "--jitter", "0", "--startup-delay", "100ms", "--shutdown-grace", "5s")
+
+	if code, _ := get(t, s.url+"/ready"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/ready at start = %d, want 503", code)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for code, _ := get(t, s.url+"/ready"); code != http.StatusOK; code, _ = get(t, s.url+"/ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("/ready still %d", code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	if r := <-request(t.Context(), s.url); r.code != http.StatusOK || r.body.Pod != "pod-a" {
+		t.Fatalf("first request: %+v", r)
+	}
+	_, metrics := get(t, s.url+"/metrics")
+	for _, want := range []string{
+		`vllm:num_requests_waiting{model_name="llama"} 0`,
+		`vllm:num_requests_running{model_name="llama"} 0`,
+		`sampleapp_requests_total{code="200"} 1`,
+		`sampleapp_request_duration_seconds_count 1`,
+		"\ngo_goroutines ",
+		"\nprocess_cpu_seconds_total ",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// SIGTERM while a request runs: readiness fails at once, the request
+	// finishes, and one that arrives during the drain is still served.
+	inflight := request(t.Context(), s.url)
+	deadline = time.Now().Add(2 * time.Second)
+	for !strings.Contains(scrapeText(t, s.url), `vllm:num_requests_running{model_name="llama"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the in-flight request never ran")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	sigterm()
+	deadline = time.Now().Add(time.Second)
+	for code, _ := get(t, s.url+"/ready"); code != http.StatusServiceUnavailable; code, _ = get(t, s.url+"/ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("/ready still %d after SIGTERM", code)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	late := request(t.Context(), s.url)
+	for name, c := range map[string]<-chan result{"in-flight": inflight, "late": late} {
+		if r := <-c; r.code != http.StatusOK || r.err != nil {
+			t.Errorf("%s request: code %d, error %v", name, r.code, r.err)
+		}
+	}
+
+	last, err := s.finish(t)
+	if err != nil {
+		t.Fatalf("run after a graceful shutdown: %v", err)
+	}
+	if last["msg"] != "sampleapp stopped" || last["served"] != float64(3) || last["graceful"] != true {
+		t.Fatalf("last log line %v, want sampleapp stopped with served 3", last)
+	}
+	if _, err := http.Get(s.url + "/healthz"); err == nil {
+		t.Fatal("still accepting after run returned")
+	}
+}
+
+func scrapeText(t *testing.T, url string) string {
+	t.Helper()
+	_, body := get(t, url+"/metrics")
+	return body
+}
+
+func TestRunGraceExceeded(t *testing.T) {
+	t.Parallel()
+	ctx, sigterm := context.WithCancel(t.Context())
+	defer sigterm()
+	s := startRun(t, ctx, "--latency", "1m", "--startup-delay", "0s", "--shutdown-grace", "200ms")
+
+	stuck := request(t.Context(), s.url)
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(scrapeText(t, s.url), `vllm:num_requests_running{model_name="sample"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never ran")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	began := time.Now()
+	sigterm()
+	last, err := s.finish(t)
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("run took %v to give up, with a 200ms grace", took)
+	}
+	var ee *exitError
+	if err == nil || errors.As(err, &ee) || !strings.Contains(err.Error(), "grace of 200ms exceeded with 1 requests running") {
+		t.Fatalf("run = %v, want a plain error (exit 1) naming the grace", err)
+	}
+	if last["graceful"] != false {
+		t.Errorf("last log line %v, want graceful false", last)
+	}
+	if r := <-stuck; r.err == nil {
+		t.Errorf("the request cut off by the grace got code %d and no error", r.code)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	c, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{address: ":8000", model: "sample", latency: 200 * time.Millisecond, jitter: 0.1, concurrency: 4,
+		maxWaiting: 1000, startupDelay: 2 * time.Second, shutdownGrace: 30 * time.Second}
+	if c != want {
+		t.Errorf("defaults %+v, want %+v", c, want)
+	}
+
+	for name, tc := range map[string]struct {
+		args []string
+		want []string
+	}{
+		"unknown flag": {[]string{"--nope"}, []string{"flag provided but not defined: -nope"}},
+		"jitter":       {[]string{"--jitter", "1.5"}, []string{`--jitter "1.5" must be between 0 and 1`}},
+		"every problem at once": {
+			[]string{"--concurrency", "0", "--max-waiting", "-1", "--latency", "-1s", "--shutdown-grace", "-2s", "--model", " ", "extra"},
+			[]string{
+				`unexpected arguments: ["extra"]`,
+				`--model " " must not be blank`,
+				`--concurrency "0" must be at least 1`,
+				`--max-waiting "-1" must not be negative`,
+				`--latency "-1s" must not be negative`,
+				`--shutdown-grace "-2s" must not be negative`,
+			},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseFlags(tc.args, io.Discard)
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != 2 {
+				t.Fatalf("error %v, want exit code 2", err)
+			}
+			got := strings.Split(err.Error(), "\n")
+			for _, w := range tc.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("problems %q lack %q", got, w)
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("got %d problems %q, want %d", len(got), got, len(tc.want))
+			}
+		})
+	}
+}
