@@ -69,7 +69,7 @@ func newScalerMetrics(reg prometheus.Registerer) *scalerMetrics {
 		}, []string{"rule_set"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "nemesis", Subsystem: "scaler", Name: "evaluation_errors_total",
-			Help: "Failed evaluations by rule set and reason (prometheus, no_data, series, not_finite, demand, expression).",
+			Help: "Failed evaluations by rule set and reason (prometheus, no_data, series, not_finite, demand, scale_target, expression).",
 		}, []string{"rule_set", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "nemesis", Subsystem: "scaler", Name: "evaluation_duration_seconds",

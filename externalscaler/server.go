@@ -42,6 +42,16 @@ type Demand interface {
 	Changes(namespace, service string) <-chan struct{}
 }
 
+// ScaleTargets gives the replicas and ready pods of the scale target of a
+// ScaledObject; [kube.ScaleTargets] implements it.
+type ScaleTargets interface {
+	// Get returns the replicas of the scale target of ScaledObject
+	// namespace/name and, when withReady is true, how many of its pods
+	// are ready. It bounds its own wait; an error means the values are
+	// unknown.
+	Get(ctx context.Context, namespace, name string, withReady bool) (replicas, ready int64, err error)
+}
+
 // Rules gives the rule catalog in force; [RuleStore] implements it.
 type Rules interface {
 	Current() *Catalog
@@ -68,6 +78,9 @@ type Options struct {
 	// variables inflight and queued, and the wake-up of StreamIsActive.
 	// Nil: no activator; rule sets that use inflight or queued fail.
 	Demand Demand
+	// ScaleTargets gives the values of the built-in variables current and
+	// ready. Nil: no Kubernetes access; rule sets that use them fail.
+	ScaleTargets ScaleTargets
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -349,11 +362,16 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		}
 		span.End()
 	}()
-	if len(rs.Builtins) > 0 && s.opts.Demand == nil {
+	if rs.UsesDemand() && s.opts.Demand == nil {
 		return rules.Decision{}, fmt.Errorf("%s: the scaler watches no activator (start it with --activator): %w", strings.Join(rs.Builtins, ", "), rules.ErrNoDemand)
 	}
+	usesTarget := rs.UsesScaleTarget()
+	if usesTarget && s.opts.ScaleTargets == nil {
+		return rules.Decision{}, fmt.Errorf("%s: the scaler has no Kubernetes access (start it with --kubeconfig, or run it in a cluster): %w", strings.Join(rs.Builtins, ", "), rules.ErrNoScaleTarget)
+	}
 	results := make([]rules.Result, len(queries))
-	errs := make([]error, len(queries))
+	errs := make([]error, len(queries)+1)
+	var builtins rules.BuiltinValues
 	var wg sync.WaitGroup
 	for i, q := range queries {
 		wg.Go(func() {
@@ -365,6 +383,17 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 			results[i] = rules.Result{Scalar: r.Scalar, Values: r.Values}
 		})
 	}
+	if usesTarget {
+		// Alongside the queries: it is I/O too.
+		wg.Go(func() {
+			current, ready, err := s.opts.ScaleTargets.Get(ctx, ref.Namespace, ref.Name, slices.Contains(rs.Builtins, "ready"))
+			if err != nil {
+				errs[len(queries)] = fmt.Errorf("reading the scale target of ScaledObject %s/%s: %w: %w", ref.Namespace, ref.Name, rules.ErrNoScaleTarget, err)
+				return
+			}
+			builtins.Current, builtins.Ready = float64(current), float64(ready)
+		})
+	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return rules.Decision{}, err
@@ -372,13 +401,19 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 	if len(rs.Builtins) == 0 {
 		return rs.Evaluate(results)
 	}
-	// Read after the queries: the freshest counts.
-	inFlight, queued, known := s.opts.Demand.Get(ref.Namespace, service)
-	if !known {
-		return rules.Decision{}, fmt.Errorf("%s of service %s/%s: no activator connected: %w", strings.Join(rs.Builtins, ", "), ref.Namespace, service, rules.ErrNoDemand)
+	if usesTarget {
+		span.SetAttributes(attribute.Float64("nemesis.current", builtins.Current), attribute.Float64("nemesis.ready", builtins.Ready))
 	}
-	span.SetAttributes(attribute.Int64("nemesis.inflight", inFlight), attribute.Int64("nemesis.queued", queued))
-	return rs.EvaluateWith(results, &rules.BuiltinValues{InFlight: float64(inFlight), Queued: float64(queued)})
+	if rs.UsesDemand() {
+		// Read after the queries: the freshest counts.
+		inFlight, queued, known := s.opts.Demand.Get(ref.Namespace, service)
+		if !known {
+			return rules.Decision{}, fmt.Errorf("%s of service %s/%s: no activator connected: %w", strings.Join(rs.Builtins, ", "), ref.Namespace, service, rules.ErrNoDemand)
+		}
+		span.SetAttributes(attribute.Int64("nemesis.inflight", inFlight), attribute.Int64("nemesis.queued", queued))
+		builtins.InFlight, builtins.Queued = float64(inFlight), float64(queued)
+	}
+	return rs.EvaluateWith(results, &builtins)
 }
 
 // queryError is a failed query; it is always the Prometheus side's fault.
@@ -396,6 +431,8 @@ func errorReason(err error) string {
 	switch {
 	case errors.As(err, &qe):
 		return "prometheus"
+	case errors.Is(err, rules.ErrNoScaleTarget):
+		return "scale_target"
 	case errors.Is(err, rules.ErrNoData):
 		return "no_data"
 	case errors.Is(err, rules.ErrSeries):

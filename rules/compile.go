@@ -28,14 +28,22 @@ const (
 
 	seriesVar   = "series"
 	replicasVar = "replicas"
-	// The built-in demand variables: a query of the same name shadows them.
+	// The built-in variables, whose values come from the caller: a query
+	// of the same name, or a let of the same name in an expression, shadows
+	// them. inflight and queued are the activators' demand; current and
+	// ready describe the ScaledObject's scale target.
 	inflightVar = "inflight"
 	queuedVar   = "queued"
+	currentVar  = "current"
+	readyVar    = "ready"
 )
 
-// builtinNames lists the built-in variables a query may shadow, in the
-// order of their fast-path slots.
-var builtinNames = [...]string{inflightVar, queuedVar}
+// builtinNames lists the built-in variables, in the order of their
+// fast-path slots and of the fields of BuiltinValues.
+var builtinNames = [...]string{inflightVar, queuedVar, currentVar, readyVar}
+
+// isDemandBuiltin tells the activators' built-ins from the scale target's.
+func isDemandBuiltin(name string) bool { return name == inflightVar || name == queuedVar }
 
 // reservedName says why name cannot name a query, or returns "".
 func reservedName(name string) string {
@@ -83,10 +91,11 @@ type RuleSet struct {
 	// Replicas and Active are the expressions as written; Active is empty
 	// when the default (replicas > 0) applies.
 	Replicas, Active string
-	// Builtins lists the built-in variables (inflight, queued) the
-	// expressions use, in that order; a query of the same name shadows the
-	// built-in and is not listed. The caller supplies their values to
-	// EvaluateWith.
+	// Builtins lists the built-in variables (inflight, queued, current,
+	// ready) the expressions use, in that order; one shadowed by a query
+	// (or, in an expression, by a let) of the same name is not listed. The
+	// caller supplies their values to EvaluateWith; UsesDemand and
+	// UsesScaleTarget say which sources it needs to read.
 	Builtins []string
 	// File, Line and Column locate the rule set in its file.
 	File         string
@@ -104,15 +113,28 @@ type RuleSet struct {
 	fastActive   boolFn
 }
 
-// compileEnv returns the typed environment expressions are checked against.
-func compileEnv(rs *RuleSet, withReplicas bool) map[string]any {
-	env := make(map[string]any, len(rs.Queries)+2)
+// UsesDemand reports whether the expressions use inflight or queued, whose
+// values come from the activators.
+func (rs *RuleSet) UsesDemand() bool { return slices.ContainsFunc(rs.Builtins, isDemandBuiltin) }
+
+// UsesScaleTarget reports whether the expressions use current or ready,
+// whose values come from the ScaledObject's scale target.
+func (rs *RuleSet) UsesScaleTarget() bool {
+	return slices.ContainsFunc(rs.Builtins, func(b string) bool { return !isDemandBuiltin(b) })
+}
+
+// compileEnv returns the typed environment an expression is checked
+// against. lets names the variables the expression declares with let:
+// expr refuses to redeclare a name of the environment, so a built-in of
+// that name is left out, and the let shadows it.
+func compileEnv(rs *RuleSet, withReplicas bool, lets []string) map[string]any {
+	env := make(map[string]any, len(rs.Queries)+2+len(builtinNames))
 	for _, q := range rs.Queries {
 		env[q.Name] = float64(0)
 	}
 	env[seriesVar] = map[string][]float64{}
 	for _, b := range builtinNames {
-		if _, shadowed := env[b]; !shadowed {
+		if _, shadowed := env[b]; !shadowed && !slices.Contains(lets, b) {
 			env[b] = float64(0)
 		}
 	}
@@ -126,29 +148,37 @@ func compileEnv(rs *RuleSet, withReplicas bool) map[string]any {
 // how each query is used.
 func (p *fileParser) compile(rs *RuleSet, replicas, active *yaml.Node) {
 	rs.Replicas = replicas.Value
-	rs.replicas = p.compileExpr(rs, replicas, "replicas", expr.Env(compileEnv(rs, false)), expr.AsFloat64())
+	var lets []string
+	rs.replicas, lets = p.compileExpr(rs, replicas, "replicas", false, expr.AsFloat64())
 	if rs.replicas != nil {
-		rs.fastReplicas = newFastCompiler(rs, false).num(rs.replicas.Node())
+		rs.fastReplicas = newFastCompiler(rs, false, lets).num(rs.replicas.Node())
 	}
 	if active != nil {
 		rs.Active = active.Value
-		rs.active = p.compileExpr(rs, active, "active", expr.Env(compileEnv(rs, true)), expr.AsBool())
+		rs.active, lets = p.compileExpr(rs, active, "active", true, expr.AsBool())
 		if rs.active != nil {
-			rs.fastActive = newFastCompiler(rs, true).bool(rs.active.Node())
+			rs.fastActive = newFastCompiler(rs, true, lets).bool(rs.active.Node())
 		}
 	}
 }
 
-func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, opts ...expr.Option) *vm.Program {
+// compileExpr compiles one expression, and returns it with the names it
+// declares with let.
+func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, withReplicas bool, opts ...expr.Option) (*vm.Program, []string) {
 	src := n.Value
-	opts = append(opts, expr.MaxNodes(maxNodes))
+	var lets letNames
+	parsed, parseErr := exprparser.Parse(src)
+	if parseErr == nil {
+		ast.Walk(&parsed.Node, &lets)
+	}
+	opts = append(opts, expr.Env(compileEnv(rs, withReplicas, lets)), expr.MaxNodes(maxNodes))
 	for _, name := range disabledBuiltinNames() {
 		opts = append(opts, expr.DisableBuiltin(name))
 	}
 	// Name a disabled built-in as such, rather than as an unknown name.
-	if tree, err := exprparser.Parse(src); err == nil {
+	if parseErr == nil {
 		var calls callNames
-		ast.Walk(&tree.Node, &calls)
+		ast.Walk(&parsed.Node, &calls)
 		reported := false
 		for _, c := range calls {
 			if msg, ok := disabledBuiltin(c.name); ok {
@@ -157,7 +187,7 @@ func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, opts .
 			}
 		}
 		if reported {
-			return nil
+			return nil, nil
 		}
 	}
 	prog, err := expr.Compile(src, opts...)
@@ -168,15 +198,15 @@ func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, opts .
 		} else {
 			p.errorf(n, rs.Name, field, "%s", typeMessage(err.Error()))
 		}
-		return nil
+		return nil, nil
 	}
 	// The checker accepts any key of the series map; make series.x name a query.
 	tree, err := exprparser.Parse(src)
 	if err != nil {
 		p.errorf(n, rs.Name, field, "%v", err)
-		return nil
+		return nil, nil
 	}
-	u := &usage{rs: rs}
+	u := &usage{rs: rs, lets: lets}
 	ast.Walk(&tree.Node, u)
 	sandbox := &sandboxCheck{}
 	checked := prog.Node()
@@ -187,7 +217,7 @@ func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, opts .
 		opts = append(opts, expr.Function(guardedAdd, addNumbers, new(func(any, any) any)), expr.Patch(addGuard{at: sandbox.guardAdds}))
 		if prog, err = expr.Compile(src, opts...); err != nil {
 			p.errorf(n, rs.Name, field, "%s", typeMessage(err.Error()))
-			return nil
+			return nil, nil
 		}
 	}
 	for _, id := range u.seriesIdents {
@@ -203,9 +233,9 @@ func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, opts .
 		}
 	}
 	if len(u.errs) > 0 {
-		return nil
+		return nil, nil
 	}
-	return prog
+	return prog, lets
 }
 
 type exprError struct {
@@ -216,6 +246,7 @@ type exprError struct {
 // usage walks an expression: it marks the queries it uses and checks series.x.
 type usage struct {
 	rs           *RuleSet
+	lets         letNames // a let shadows a built-in of the same name
 	seriesIdents []ast.Node
 	memberIdents []ast.Node
 	errs         []exprError
@@ -223,7 +254,7 @@ type usage struct {
 
 // builtin marks the built-in variable name as used, unless a query shadows it.
 func (u *usage) builtin(name string) {
-	if !slices.Contains(builtinNames[:], name) || u.query(name) != nil || slices.Contains(u.rs.Builtins, name) {
+	if !slices.Contains(builtinNames[:], name) || u.query(name) != nil || slices.Contains(u.lets, name) || slices.Contains(u.rs.Builtins, name) {
 		return
 	}
 	u.rs.Builtins = append(u.rs.Builtins, name)
@@ -273,6 +304,16 @@ func (u *usage) Visit(node *ast.Node) {
 			return
 		}
 		q.Series = true
+	}
+}
+
+// letNames collects the names an expression declares with let.
+type letNames []string
+
+// Visit implements ast.Visitor.
+func (l *letNames) Visit(node *ast.Node) {
+	if n, ok := (*node).(*ast.VariableDeclaratorNode); ok && !slices.Contains(*l, n.Name) {
+		*l = append(*l, n.Name)
 	}
 }
 

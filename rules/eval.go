@@ -24,10 +24,14 @@ var (
 	// ErrNoDemand: the expressions use inflight or queued, and the caller
 	// has no values for them.
 	ErrNoDemand = errors.New("no demand data")
+	// ErrNoScaleTarget: the expressions use current or ready, and the
+	// caller has no values for them.
+	ErrNoScaleTarget = errors.New("no scale target data")
 )
 
 // BuiltinValues are the values of the built-in variables, which come from
-// the caller rather than from a query.
+// the caller rather than from a query. Only those listed in
+// RuleSet.Builtins are read.
 type BuiltinValues struct {
 	// InFlight is inflight: requests of the ScaledObject's service that
 	// the activators are proxying now, summed over all activators.
@@ -35,6 +39,29 @@ type BuiltinValues struct {
 	// Queued is queued: requests of that service the activators hold
 	// while it has no ready pod.
 	Queued float64
+	// Current is current: the replicas of the ScaledObject's scale target
+	// (spec.replicas of its scale subresource).
+	Current float64
+	// Ready is ready: the ready pods of that scale target.
+	Ready float64
+}
+
+// Set sets the built-in variable name to v, and reports whether name is
+// one.
+func (b *BuiltinValues) Set(name string, v float64) bool {
+	switch name {
+	case inflightVar:
+		b.InFlight = v
+	case queuedVar:
+		b.Queued = v
+	case currentVar:
+		b.Current = v
+	case readyVar:
+		b.Ready = v
+	default:
+		return false
+	}
+	return true
 }
 
 // Result is the value of one query: one value per series of an instant
@@ -87,7 +114,8 @@ func (rs *RuleSet) Evaluate(results []Result) (Decision, error) {
 
 // EvaluateWith is Evaluate with the values of the built-in variables listed
 // in rs.Builtins. b may be nil when there are none: then a rule set that
-// uses them fails with ErrNoDemand rather than reading them as 0.
+// uses them fails with ErrNoDemand (inflight, queued) or ErrNoScaleTarget
+// (current, ready) rather than reading them as 0.
 func (rs *RuleSet) EvaluateWith(results []Result, b *BuiltinValues) (Decision, error) {
 	if len(results) != len(rs.Queries) {
 		return Decision{}, fmt.Errorf("rule set %q: got %d query results for %d queries", rs.Name, len(results), len(rs.Queries))
@@ -95,9 +123,9 @@ func (rs *RuleSet) EvaluateWith(results []Result, b *BuiltinValues) (Decision, e
 	var builtins [len(builtinNames)]float64
 	if len(rs.Builtins) > 0 {
 		if b == nil {
-			return Decision{}, fmt.Errorf("%s: %w", strings.Join(rs.Builtins, ", "), ErrNoDemand)
+			return Decision{}, rs.noBuiltins()
 		}
-		builtins = [...]float64{b.InFlight, b.Queued}
+		builtins = [...]float64{b.InFlight, b.Queued, b.Current, b.Ready}
 		for i, v := range builtins {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return Decision{}, fmt.Errorf("%s is %v: %w", builtinNames[i], v, ErrNotFinite)
@@ -164,6 +192,20 @@ func (rs *RuleSet) EvaluateWith(results []Result, b *BuiltinValues) (Decision, e
 	}
 	d.Active = out.(bool) // AsBool at compile time guarantees it
 	return d, nil
+}
+
+// noBuiltins is the error of an evaluation that uses built-ins without
+// their values.
+func (rs *RuleSet) noBuiltins() error {
+	names := strings.Join(rs.Builtins, ", ")
+	switch demand, target := rs.UsesDemand(), rs.UsesScaleTarget(); {
+	case demand && target:
+		return fmt.Errorf("%s: %w, %w", names, ErrNoDemand, ErrNoScaleTarget)
+	case target:
+		return fmt.Errorf("%s: %w", names, ErrNoScaleTarget)
+	default:
+		return fmt.Errorf("%s: %w", names, ErrNoDemand)
+	}
 }
 
 // evaluateFast is Evaluate's tail on the fast path: the same steps, without

@@ -3,6 +3,7 @@ package rules
 import (
 	"math"
 	"reflect"
+	"slices"
 
 	"github.com/expr-lang/expr/ast"
 )
@@ -15,7 +16,7 @@ import (
 // results: FuzzFastPath compares them.
 
 // frame holds the inputs of one fast evaluation: the value of each query,
-// by index, then replicas, then the built-ins inflight and queued.
+// by index, then replicas, then the built-ins in the order of builtinNames.
 type frame []float64
 
 type (
@@ -28,8 +29,10 @@ type fastCompiler struct {
 	slots map[string]int
 }
 
-func newFastCompiler(rs *RuleSet, withReplicas bool) *fastCompiler {
-	c := &fastCompiler{slots: make(map[string]int, len(rs.Queries)+1)}
+// newFastCompiler returns a compiler for one expression of rs; lets names
+// the variables it declares with let, which shadow built-ins.
+func newFastCompiler(rs *RuleSet, withReplicas bool, lets []string) *fastCompiler {
+	c := &fastCompiler{slots: make(map[string]int, len(rs.Queries)+1+len(builtinNames))}
 	for i, q := range rs.Queries {
 		c.slots[q.Name] = i
 	}
@@ -37,7 +40,7 @@ func newFastCompiler(rs *RuleSet, withReplicas bool) *fastCompiler {
 		c.slots[replicasVar] = len(rs.Queries)
 	}
 	for i, b := range builtinNames {
-		if _, shadowed := c.slots[b]; !shadowed {
+		if _, shadowed := c.slots[b]; !shadowed && !slices.Contains(lets, b) {
 			c.slots[b] = len(rs.Queries) + 1 + i
 		}
 	}

@@ -119,10 +119,12 @@ func FuzzFastPath(f *testing.F) {
 		"max(a / 4, b / 8)", "ceil(a) - floor(b) + round(a * b) + abs(-a)", "a > 1 ? a ** 2 : -b",
 		"min(a, b, 3) ^ 2", "a / b", "(a + 1) * (b - 2) / 3", "a != b ? a : b",
 		"max(a, inflight / 8) + queued", "queued > 0 ? max(1, ceil(inflight / 4)) : a",
+		"ready < current ? max(current, a) : b", "current - ready + a / 2",
 	} {
 		f.Add(e, "a > 0 || b > 0", 1.5, -2.0)
 		f.Add(e, "!(a >= b) && replicas <= 3 || a == b", 0.0, 0.0)
 		f.Add(e, "queued > 0 || inflight > a", 2.0, 3.0)
+		f.Add(e, "current > 0 && ready >= replicas", 4.0, 1.0)
 	}
 	f.Fuzz(func(t *testing.T, replicasExpr, activeExpr string, a, b float64) {
 		if strings.ContainsAny(replicasExpr+activeExpr, "\n\r") {
@@ -139,7 +141,7 @@ func FuzzFastPath(f *testing.F) {
 		}
 		results := []Result{{Values: []float64{a}}, {Values: []float64{b}}}
 		// The built-ins take values of their own, derived from a and b.
-		builtins := &BuiltinValues{InFlight: b * 3, Queued: a - 1}
+		builtins := &BuiltinValues{InFlight: b * 3, Queued: a - 1, Current: a + b, Ready: math.Floor(a)}
 		fastD, fastErr := rs.EvaluateWith(results, builtins)
 		// The same rule set, forced onto the VM.
 		again, err := Parse("f.yaml", []byte(src))

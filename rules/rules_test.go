@@ -19,6 +19,8 @@ var expectedErrors = map[string][]string{
 		`builtins.bad.yaml:4:13: rule set "builtin-types": active: must compute true or false, but computes a float64`,
 		`builtins.bad.yaml:7:26: rule set "builtin-series": replicas: series.inflight: inflight is a built-in number, not a query: use inflight`,
 		`builtins.bad.yaml:10:23: rule set "builtin-strings": replicas: invalid operation: + (mismatched types float64 and string)`,
+		`builtins.bad.yaml:13:15: rule set "scale-target-types": replicas: must compute a number of replicas, but computes a bool`,
+		`builtins.bad.yaml:14:24: rule set "scale-target-types": active: series.ready: ready is a built-in number, not a query: use ready`,
 	},
 	"empty.bad.yaml": {
 		`empty.bad.yaml:1:1: ruleSets: the file holds no rule sets`,
@@ -349,6 +351,7 @@ func TestFastPathCoverage(t *testing.T) {
 		"let":             {"let x = waiting; x * 2", "", false},
 		"integer literal": {"2", "true", true},
 		"built-ins":       {"max(waiting / 4, inflight / 8)", "queued > 0 || inflight > replicas", true},
+		"scale target":    {"ready < current ? max(current, waiting) : waiting", "current > 0 || ready > replicas", true},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -361,7 +364,7 @@ func TestFastPathCoverage(t *testing.T) {
 			if fast != tc.fast {
 				t.Errorf("fast path = %v, want %v", fast, tc.fast)
 			}
-			if _, err := rs.EvaluateWith([]Result{num(1), num(2)}, &BuiltinValues{InFlight: 1}); err != nil {
+			if _, err := rs.EvaluateWith([]Result{num(1), num(2)}, &BuiltinValues{InFlight: 1, Current: 2}); err != nil {
 				t.Errorf("evaluate: %v", err)
 			}
 		})
@@ -395,6 +398,26 @@ ruleSets:
   active: inflight > 0
   max: 10
 `
+	const target = `
+ruleSets:
+- name: target
+  queries:
+    waiting: sum(w)
+  replicas: "ready < current ? max(current, waiting / 4) : waiting / 4"
+  active: current > 0 || inflight > 0
+  max: 10
+`
+	// Rule sets written before current and ready existed keep their
+	// meaning: a query or a let of that name shadows the built-in.
+	const targetShadowed = `
+ruleSets:
+- name: target-shadowed
+  queries:
+    ready: sum(kube_deployment_status_replicas_ready{namespace="$namespace"})
+  replicas: "let current = ready * 2; current + 0"
+  active: ready > 0
+  max: 10
+`
 	const unused = `
 ruleSets:
 - name: unused
@@ -405,6 +428,9 @@ ruleSets:
 `
 	vals := func(inFlight, queued float64) *BuiltinValues {
 		return &BuiltinValues{InFlight: inFlight, Queued: queued}
+	}
+	scale := func(inFlight, current, ready float64) *BuiltinValues {
+		return &BuiltinValues{InFlight: inFlight, Current: current, Ready: ready}
 	}
 	cases := map[string]struct {
 		src      string
@@ -423,6 +449,12 @@ ruleSets:
 		"query shadows":              {shadowed, []Result{num(16)}, vals(1000, 1), []string{"queued"}, Decision{Replicas: 3, Raw: 3, Active: true}, nil},
 		"shadowing query needs data": {shadowed, []Result{num()}, vals(1000, 1), []string{"queued"}, Decision{}, ErrNoData},
 		"unused built-ins":           {unused, []Result{num(2)}, nil, nil, Decision{Replicas: 2, Raw: 2, Active: true}, nil},
+		"pods starting":              {target, []Result{num(4)}, scale(0, 5, 2), []string{"inflight", "current", "ready"}, Decision{Replicas: 5, Raw: 5, Active: true}, nil},
+		"pods ready":                 {target, []Result{num(4)}, scale(0, 5, 5), []string{"inflight", "current", "ready"}, Decision{Replicas: 1, Raw: 1, Active: true}, nil},
+		"scaled to zero":             {target, []Result{num(0)}, scale(0, 0, 0), []string{"inflight", "current", "ready"}, Decision{Replicas: 0, Raw: 0, Active: false}, nil},
+		"no scale target values":     {target, []Result{num(0)}, nil, []string{"inflight", "current", "ready"}, Decision{}, ErrNoScaleTarget},
+		"current not finite":         {target, []Result{num(0)}, scale(0, math.NaN(), 0), []string{"inflight", "current", "ready"}, Decision{}, ErrNotFinite},
+		"query and let shadow":       {targetShadowed, []Result{num(3)}, nil, nil, Decision{Replicas: 6, Raw: 6, Active: true}, nil},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -453,8 +485,50 @@ ruleSets:
 	if rs := mustParse(t, useBoth); rs.fastReplicas == nil || rs.fastActive == nil {
 		t.Error("built-ins left the fast path")
 	}
+	if rs := mustParse(t, target); rs.fastReplicas == nil || rs.fastActive == nil {
+		t.Error("current and ready left the fast path")
+	}
 	if _, err := mustParse(t, onlyBuiltins).Evaluate(nil); !errors.Is(err, ErrNoDemand) || !strings.Contains(err.Error(), "inflight, queued") {
 		t.Errorf("Evaluate without values: %v, want ErrNoDemand naming the built-ins", err)
+	}
+	// Both sources missing: both errors, so that the caller can say which.
+	if _, err := mustParse(t, target).Evaluate([]Result{num(1)}); !errors.Is(err, ErrNoDemand) || !errors.Is(err, ErrNoScaleTarget) || !strings.Contains(err.Error(), "inflight, current, ready") {
+		t.Errorf("Evaluate without values: %v, want ErrNoDemand and ErrNoScaleTarget naming the built-ins", err)
+	}
+}
+
+func TestBuiltinSources(t *testing.T) {
+	cases := map[string]struct {
+		replicas       string
+		demand, target bool
+	}{
+		"none":            {"w", false, false},
+		"demand":          {"inflight + queued", true, false},
+		"current":         {"current", false, true},
+		"ready":           {"w > 0 ? ready : 0", false, true},
+		"both":            {"max(inflight, ready)", true, true},
+		"let shadows":     {"let ready = w; ready + inflight", true, false},
+		"let in one expr": {"(let current = w; current) + 1", false, false},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rs := mustParse(t, "ruleSets:\n- name: s\n  queries:\n    w: sum(w)\n  replicas: "+strconv.Quote(tc.replicas)+"\n  max: 9\n")
+			if rs.UsesDemand() != tc.demand || rs.UsesScaleTarget() != tc.target {
+				t.Errorf("UsesDemand %v, UsesScaleTarget %v, want %v, %v (Builtins %q)", rs.UsesDemand(), rs.UsesScaleTarget(), tc.demand, tc.target, rs.Builtins)
+			}
+		})
+	}
+	var b BuiltinValues
+	for i, name := range builtinNames {
+		if !b.Set(name, float64(i+1)) {
+			t.Errorf("Set(%q) = false", name)
+		}
+	}
+	if want := (BuiltinValues{InFlight: 1, Queued: 2, Current: 3, Ready: 4}); b != want {
+		t.Errorf("Set: %+v, want %+v", b, want)
+	}
+	if b.Set("replicas", 1) {
+		t.Error(`Set("replicas") = true`)
 	}
 }
 
@@ -464,8 +538,8 @@ func TestBuiltinsNoAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector makes sync.Pool drop values")
 	}
-	rs := mustParse(t, "ruleSets:\n- name: a\n  queries:\n    w: sum(w)\n  replicas: max(w / 4, inflight / 8)\n  active: queued > 0 || replicas > 0\n  max: 9\n")
-	results, b := []Result{num(3)}, &BuiltinValues{InFlight: 9, Queued: 1}
+	rs := mustParse(t, "ruleSets:\n- name: a\n  queries:\n    w: sum(w)\n  replicas: 'max(w / 4, inflight / 8, ready < current ? current : w)'\n  active: queued > 0 || replicas > 0\n  max: 9\n")
+	results, b := []Result{num(3)}, &BuiltinValues{InFlight: 9, Queued: 1, Current: 3, Ready: 1}
 	_, _ = rs.EvaluateWith(results, b) // fill the pool
 	if n := testing.AllocsPerRun(100, func() { _, _ = rs.EvaluateWith(results, b) }); n != 0 {
 		t.Errorf("%v allocations per evaluation, want 0", n)

@@ -108,6 +108,26 @@ func TestRulesEval(t *testing.T) {
 	}
 }
 
+// TestRulesEvalScaleTarget: current and ready come from --set.
+func TestRulesEvalScaleTarget(t *testing.T) {
+	args := []string{"rules", "eval", "--rules", "../../rules/testdata/builtins.good.yaml", "--rule-set", "scale-target",
+		"--metadata", "model: llama", "--set", "waiting: 4"}
+	var stdout bytes.Buffer
+	err := run(t.Context(), append(args, "--set", "current: 3", "--set", "ready: 1"), &stdout, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"built-in current = 3", "built-in ready = 1", "replicas: 3 (expression 3, min 0, max 16)", "active: true"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	err = run(t.Context(), append(args, "--set", "current: 3"), io.Discard, io.Discard)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "built-in ready, which the scaler reads from the ScaledObject's scale target: give it with --set 'ready: N'") {
+		t.Errorf("without ready: exit %d, %v", exitCode(err), err)
+	}
+}
+
 func TestScalerFlagErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
@@ -129,6 +149,7 @@ func TestScalerFlagErrors(t *testing.T) {
 		"bad activator service": {[]string{"scaler", "--activator-service", "nemesis/activator"}, `"nemesis/activator" is not NAMESPACE/NAME:PORT`},
 		"both activator flags":  {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--activator", "http://a:1", "--activator-service", "n/a:9091"}, "--activator and --activator-service exclude each other"},
 		"bad activator":         {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--activator", "activator-0:9091"}, `--activator: activator address "activator-0:9091"`},
+		"bad kubeconfig":        {[]string{"scaler", "--rules", "../../examples/rules", "--prometheus-url", "http://127.0.0.1:9", "--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--kubeconfig", "nope.kubeconfig"}, "kubeconfig nope.kubeconfig"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

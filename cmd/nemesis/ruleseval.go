@@ -36,7 +36,7 @@ func runRulesEval(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&namespace, "namespace", "default", "the ScaledObject's namespace ($namespace)")
 	fs.StringVar(&name, "name", "example", "the ScaledObject's name ($name)")
 	fs.Var(metadata, "metadata", `trigger metadata "key: value" (repeatable), e.g. "model: llama"`)
-	fs.Var(set, "set", `use this value for a query instead of asking Prometheus, "query: 1,2,3" (repeatable; several values are several series; empty is no data), or for a built-in, "inflight: 3", "queued: 1"`)
+	fs.Var(set, "set", `use this value for a query instead of asking Prometheus, "query: 1,2,3" (repeatable; several values are several series; empty is no data), or for a built-in, "inflight: 3", "queued: 1", "current: 2", "ready: 1"`)
 	fs.StringVar(&promURL, "prometheus-url", "", "Prometheus to query (needed unless every query is --set)")
 	fs.DurationVar(&timeout, "prometheus-timeout", metrics.DefaultTimeout, "timeout of one query")
 	if err := fs.Parse(args); err != nil {
@@ -88,24 +88,26 @@ func runRulesEval(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintf(stdout, "  = %v\n", results[i].Values)
 	}
-	// The built-ins come from the activators in the scaler; here from --set.
+	// The scaler reads the built-ins from the activators (inflight,
+	// queued) and from the ScaledObject's scale target (current, ready);
+	// here they come from --set.
 	var builtins *rules.BuiltinValues
 	if len(rs.Builtins) > 0 {
 		builtins = &rules.BuiltinValues{}
 		for _, b := range rs.Builtins {
 			v, ok := set[b]
 			if !ok {
-				return usageError("rule set %q uses the built-in %s, which the activators supply to the scaler: give it with --set '%s: N'", rs.Name, b, b)
+				source := "the activators supply to the scaler"
+				if b == "current" || b == "ready" {
+					source = "the scaler reads from the ScaledObject's scale target"
+				}
+				return usageError("rule set %q uses the built-in %s, which %s: give it with --set '%s: N'", rs.Name, b, source, b)
 			}
 			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
 				return usageError("--set %s: %q is not a number", b, v)
 			}
-			if b == "inflight" {
-				builtins.InFlight = n
-			} else {
-				builtins.Queued = n
-			}
+			builtins.Set(b, n)
 			fmt.Fprintf(stdout, "built-in %s = %v\n", b, n)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/k8s-nemesis/nemesis/externalscaler"
 	"github.com/k8s-nemesis/nemesis/kube"
 	"github.com/k8s-nemesis/nemesis/metrics"
+	"github.com/k8s-nemesis/nemesis/rules"
 )
 
 // scalerConfig is everything `nemesis scaler` is told on its command line.
@@ -52,7 +53,7 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	fs.Var(&c.rules, "rules", "rule file, or directory of *.yaml rule files (repeatable); reloaded on change")
 	fs.Var(&c.activators, "activator", "base URL of one activator replica's admin address to watch for demand, e.g. http://activator-0.activator:9091 (repeatable; each replica once, never a load-balanced Service)")
 	fs.Var(&c.activatorSvc, "activator-service", "watch every replica of the activator Service NAMESPACE/NAME:ADMIN_PORT for demand, following its EndpointSlices as replicas come and go")
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for --activator-service; in a cluster the pod's service account is used")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for --activator-service and the built-ins current and ready; in a cluster the pod's service account is used")
 	fs.StringVar(&c.grpcAddress, "grpc-address", ":9400", "address of the gRPC server KEDA calls")
 	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address serving /metrics, /healthz and /readyz")
 	fs.StringVar(&c.prom.URL, "prometheus-url", "", "Prometheus base URL, e.g. http://prometheus.monitoring:9090 (required)")
@@ -140,6 +141,27 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	// Kubernetes access: for --activator-service, and for the built-ins
+	// current and ready. Without a kubeconfig and outside a cluster there
+	// is none, which only rule sets using those built-ins notice.
+	rc, kubeErr := kube.RestConfig(cfg.kubeconfig)
+	if kubeErr != nil && (cfg.kubeconfig != "" || cfg.activatorSvc.name != "") {
+		return usageError("%v", kubeErr)
+	}
+	var targets *kube.ScaleTargets
+	if kubeErr == nil {
+		// One scale subresource read per ScaledObject per second
+		// (ScaleTTL) would exceed client-go's default of 5 requests/s
+		// with a handful of ScaledObjects.
+		rc.QPS, rc.Burst = 50, 100
+		clients, err := kube.NewScaleTargetClients(rc)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		targets = kube.NewScaleTargets(clients, kube.ScaleTargetsOptions{Logger: logger.With("component", "kube"), Registerer: reg})
+	} else if uses := ruleSetsUsing(store.Current(), (*rules.RuleSet).UsesScaleTarget); len(uses) > 0 {
+		logger.Warn("rule sets use current or ready, but the scaler has no Kubernetes access (no --kubeconfig, not in a cluster): they will fail (onError applies)", "ruleSets", uses, "err", kubeErr)
+	}
 	grpcOpts := []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(proc.prop)))}
 	if cfg.tls.Enabled() {
 		tlsCfg, err := externalscaler.ServerTLS(cfg.tls)
@@ -165,6 +187,9 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		ReuseFor:       cfg.reuseFor,
 		PushInterval:   cfg.pushInterval,
 	}
+	if targets != nil {
+		scalerOpts.ScaleTargets = targets
+	}
 	var (
 		agg      *demand.Aggregator
 		services *kube.ServiceEndpoints
@@ -174,10 +199,6 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	case len(cfg.activators) > 0:
 		sources = demand.StaticSources(cfg.activators)
 	case cfg.activatorSvc.name != "":
-		rc, err := kube.RestConfig(cfg.kubeconfig)
-		if err != nil {
-			return usageError("%v", err)
-		}
 		kc, err := kubernetes.NewForConfig(rc)
 		if err != nil {
 			return usageError("kubernetes client: %v", err)
@@ -190,7 +211,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	if sources != nil {
 		agg = demand.NewAggregator(sources, demand.AggregatorOptions{Logger: logger.With("component", "demand"), Registerer: reg})
 		scalerOpts.Demand = agg
-	} else if uses := demandRuleSets(store.Current()); len(uses) > 0 {
+	} else if uses := ruleSetsUsing(store.Current(), (*rules.RuleSet).UsesDemand); len(uses) > 0 {
 		logger.Warn("rule sets use inflight or queued, but no --activator is given: they will fail (onError applies)", "ruleSets", uses)
 	}
 	scaler := externalscaler.New(store, client, scalerOpts)
@@ -213,6 +234,12 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	if services != nil {
 		addBackground(&g, services.Run)
 	}
+	// ScaledObject and pod informers for current and ready. Needs nothing
+	// stopped before it: an evaluation during shutdown fails with a clear
+	// error.
+	if targets != nil {
+		addBackground(&g, targets.Run)
+	}
 	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
 	addBackground(&g, scaler.Run)
 	// gRPC server: on stop, report NOT_SERVING first so that KEDA and the
@@ -222,7 +249,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 			healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			ready.Store(true)
 			logger.Info("serving KEDA external scaler", "grpcAddress", grpcLis.Addr().String(), "tls", cfg.tls.Enabled(), "mtls", cfg.tls.ClientCAFile != "",
-				"ruleSets", store.Current().Names(), "prometheus", cfg.prom.URL, "activators", []string(cfg.activators))
+				"ruleSets", store.Current().Names(), "prometheus", cfg.prom.URL, "activators", []string(cfg.activators), "kubernetes", targets != nil)
 			return grpcServer.Serve(grpcLis)
 		}, func(error) {
 			ready.Store(false)
@@ -242,12 +269,11 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Run()
 }
 
-// demandRuleSets names the rule sets that use the built-ins inflight or
-// queued.
-func demandRuleSets(c *externalscaler.Catalog) []string {
+// ruleSetsUsing names the rule sets for which uses is true.
+func ruleSetsUsing(c *externalscaler.Catalog, uses func(*rules.RuleSet) bool) []string {
 	var out []string
 	for _, name := range c.Names() {
-		if rs, ok := c.RuleSet(name); ok && len(rs.Builtins) > 0 {
+		if rs, ok := c.RuleSet(name); ok && uses(rs) {
 			out = append(out, name)
 		}
 	}
@@ -256,3 +282,6 @@ func demandRuleSets(c *externalscaler.Catalog) []string {
 
 // kube.ServiceURLs is how --activator-service feeds the aggregator.
 var _ demand.Sources = (*kube.ServiceURLs)(nil)
+
+// kube.ScaleTargets gives the scaler current and ready.
+var _ externalscaler.ScaleTargets = (*kube.ScaleTargets)(nil)
