@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package kube only pins the control-plane commands built by the e2e harness.
+package kube
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
