@@ -1,0 +1,336 @@
+//go:build e2e
+
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kedacore/keda/v2/pkg/scalers"
+	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"
+	v2 "k8s.io/api/autoscaling/v2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// pushActive opens a StreamIsActive stream to the scaler with KEDA's own
+// push client, as KEDA's operator does for the ScaledObject, and returns a
+// function that reports when the first true arrived.
+func pushActive(t *testing.T, namespace string) func() time.Time {
+	t.Helper()
+	cfg := &scalersconfig.ScalerConfig{
+		ScalableObjectName:      "sample",
+		ScalableObjectNamespace: namespace,
+		ScalableObjectType:      "ScaledObject",
+		TriggerType:             "external-push",
+		TriggerMetadata:         map[string]string{"scalerAddress": env.scaler, "ruleSet": "sample", "service": "sample"},
+		ResolvedEnv:             map[string]string{},
+		AuthParams:              map[string]string{},
+		MetricType:              v2.AverageValueMetricType,
+	}
+	s, err := scalers.NewExternalPushScaler(cfg)
+	if err != nil {
+		t.Fatalf("NewExternalPushScaler: %v", err)
+	}
+	ctx, cancel := context.WithCancel(env.ctx)
+	active := make(chan bool, 64)
+	go s.Run(ctx, active)
+	var (
+		mu    sync.Mutex
+		first time.Time
+	)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case a := <-active:
+				mu.Lock()
+				if a && first.IsZero() {
+					first = time.Now()
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		_ = s.Close(context.Background())
+	})
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return first
+	}
+}
+
+// Scenario 1: 200 concurrent requests reach the activators while the app has
+// zero replicas; all succeed.
+func TestScaleFromZero(t *testing.T) {
+	ns := nsFromZero
+	app(t, ns, "sample", 30)
+	waitUntil(t, 30*time.Second, "zero replicas", replicasAre(t, ns, 0))
+	activeAt := pushActive(t, ns)
+	time.Sleep(2 * time.Second) // the stream is open and has said false
+	if !activeAt().IsZero() {
+		t.Fatalf("StreamIsActive said true before any request")
+	}
+	tl := watchDeployment(t, ns)
+	readyAt := readyWatch(t, ns)
+	g := generator(ns)
+	start := time.Now()
+	scaled := make(chan time.Time, 1)
+	go func() {
+		for env.ctx.Err() == nil {
+			d, err := env.c.Client.AppsV1().Deployments(ns).Get(env.ctx, "sample", metav1.GetOptions{})
+			if err == nil && *d.Spec.Replicas >= 1 {
+				scaled <- time.Now()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	g.Burst(env.ctx, 200)
+	var scaledAt time.Time
+	select {
+	case scaledAt = <-scaled:
+	default:
+	}
+	took := time.Since(start)
+	st := g.Stats()
+	t.Logf("200 requests: %s; all answered after %v", st, took.Round(time.Millisecond))
+	t.Logf("replicas: %s", tl)
+	if st.OK != 200 || st.Failed != 0 {
+		t.Fatalf("want 200 ok and 0 failed, got %s", st)
+	}
+	a, r := activeAt(), readyAt()
+	if a.IsZero() || r.IsZero() || scaledAt.IsZero() {
+		t.Fatalf("missing a time: active %v, scaled %v, ready %v", a, scaledAt, r)
+	}
+	env.report("from-zero", "200/200 ok; first request → StreamIsActive true %v, → Deployment scaled %v, → pod Ready %v, → first response %v; all 200 answered in %v (p50 %v, p99 %v)",
+		a.Sub(start).Round(time.Millisecond), scaledAt.Sub(start).Round(time.Millisecond), r.Sub(start).Round(time.Millisecond),
+		st.FirstResponse.Sub(start).Round(time.Millisecond), took.Round(time.Millisecond), st.P50.Round(time.Millisecond), st.P99.Round(time.Millisecond))
+}
+
+// Scenario 2: rising load lifts the rule's replicas; KEDA, the HPA and the
+// Deployment follow.
+func TestScaleOut(t *testing.T) {
+	ns := nsScaleOut
+	app(t, ns, "sample", 30)
+	tl := watchDeployment(t, ns)
+	g := generator(ns)
+	ctx, stop := context.WithCancel(env.ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var steps []string
+	for _, step := range []struct {
+		workers int
+		want    int32
+	}{{4, 1}, {4, 2}, {8, 4}} { // cumulative workers: 4, 8, 16
+		wg.Add(1)
+		go func(n int) { defer wg.Done(); g.Workers(ctx, n) }(step.workers)
+		took := waitUntil(t, 2*time.Minute, fmt.Sprintf("%d ready replicas", step.want), replicasAre(t, ns, step.want))
+		steps = append(steps, fmt.Sprintf("%d→%d replicas in %v", step.want, step.want, took.Round(100*time.Millisecond)))
+		steps[len(steps)-1] = fmt.Sprintf("load %d → %d ready in %v", g.InFlight(), step.want, took.Round(100*time.Millisecond))
+		time.Sleep(3 * time.Second)
+	}
+	stop()
+	wg.Wait()
+	st := g.Stats()
+	t.Logf("replicas: %s", tl)
+	t.Logf("load: %s", st)
+	if st.Failed != 0 {
+		t.Fatalf("failed requests: %s", st)
+	}
+	env.report("scale-out", "%s; %s", strings.Join(steps, ", "), st)
+}
+
+// Scenario 3: load falls, replicas follow it down while pods terminate
+// under load, then reach zero after the cooldown; no request fails.
+func TestScaleInToZero(t *testing.T) {
+	ns := nsScaleIn
+	const cooldown = 15
+	app(t, ns, "sample", cooldown)
+	tl := watchDeployment(t, ns)
+	g := generator(ns)
+	ctx16, stop16 := context.WithCancel(env.ctx)
+	ctx4, stop4 := context.WithCancel(env.ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); g.Workers(ctx16, 12) }()
+	go func() { defer wg.Done(); g.Workers(ctx4, 4) }()
+	waitUntil(t, 2*time.Minute, "4 ready replicas", replicasAre(t, ns, 4))
+	time.Sleep(3 * time.Second)
+	stop16() // 16 → 4 workers
+	toOne := waitUntil(t, 2*time.Minute, "1 replica under load", replicasAre(t, ns, 1))
+	time.Sleep(5 * time.Second) // the terminated pods are gone; keep serving
+	stop4()
+	wg.Wait()
+	stopped := time.Now()
+	toZero := waitUntil(t, 2*time.Minute, "zero replicas", replicasAre(t, ns, 0))
+	st := g.Stats()
+	t.Logf("replicas: %s", tl)
+	t.Logf("load: %s", st)
+	if st.Failed != 0 {
+		t.Fatalf("failed requests while scaling in: %s", st)
+	}
+	env.report("scale-in", "4→1 under load in %v with %d requests, 0 failed; load stopped → 0 replicas in %v (cooldownPeriod %ds)",
+		toOne.Round(100*time.Millisecond), st.OK, time.Since(stopped).Round(100*time.Millisecond), cooldown)
+	_ = toZero
+}
+
+// Scenario 4: the rule set lives in a ConfigMap; a valid edit changes the
+// decisions, an invalid edit is refused and the last good rules keep
+// serving.
+func TestRulesConfigMap(t *testing.T) {
+	ns := nsRules
+	app(t, ns, "fixed", 30)
+	waitUntil(t, time.Minute, "1 replica from the fixed rule", replicasAre(t, ns, 1))
+	edit := func(replicas string) time.Time {
+		cm, err := env.c.Client.CoreV1().ConfigMaps("nemesis").Get(env.ctx, "nemesis-rules", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules := cm.Data["rules.yaml"]
+		i := strings.Index(rules, "- name: fixed")
+		j := strings.Index(rules[i:], "replicas: ") + i
+		k := strings.Index(rules[j:], "\n") + j
+		cm.Data["rules.yaml"] = rules[:j] + "replicas: " + replicas + rules[k:]
+		if _, err := env.c.Client.CoreV1().ConfigMaps("nemesis").Update(env.ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return time.Now()
+	}
+	defer edit("unit * 1")
+	decided := func(want float64) func() (bool, string) {
+		return func() (bool, string) {
+			v, ok := scalerMetric(t, "nemesis_scaler_desired_replicas", map[string]string{"namespace": ns})
+			return ok && v == want, fmt.Sprintf("desired %v (found %v)", v, ok)
+		}
+	}
+	at := edit("unit * 3")
+	toDecision := waitUntil(t, time.Minute, "the scaler to decide 3", decided(3))
+	toPods := waitUntil(t, 2*time.Minute, "3 ready replicas", replicasAre(t, ns, 3))
+	toPods += toDecision
+	_ = at
+
+	failedBefore, _ := scalerMetric(t, "nemesis_rules_reloads_total", map[string]string{"result": "failure"})
+	edit("unit * (")
+	waitUntil(t, time.Minute, "the invalid edit to be refused", func() (bool, string) {
+		v, ok := scalerMetric(t, "nemesis_rules_last_reload_failed", nil)
+		return ok && v == 1, fmt.Sprintf("last_reload_failed %v", v)
+	})
+	failedAfter, _ := scalerMetric(t, "nemesis_rules_reloads_total", map[string]string{"result": "failure"})
+	// The last good rules keep serving: 3 replicas for the next 15 s.
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if ok, got := replicasAre(t, ns, 3)(); !ok {
+			t.Fatalf("after an invalid edit the replicas changed: %s", got)
+		}
+		if ok, got := decided(3)(); !ok {
+			t.Fatalf("after an invalid edit the decision changed: %s", got)
+		}
+	}
+	logLine := scalerLogLine(t, "rules.yaml:")
+	if logLine == "" {
+		t.Fatalf("no scaler log line names rules.yaml:line:column")
+	}
+	t.Logf("scaler log: %s", logLine)
+	edit("unit * 2")
+	back := waitUntil(t, 2*time.Minute, "2 ready replicas after a valid edit", replicasAre(t, ns, 2))
+	env.report("rules-cm", "edit → scaler decides 3 in %v, → 3 pods ready in %v; invalid edit refused (reload errors %v→%v, decisions held 15 s); valid edit → 2 pods in %v",
+		toDecision.Round(100*time.Millisecond), toPods.Round(100*time.Millisecond), failedBefore, failedAfter, back.Round(100*time.Millisecond))
+}
+
+// Scenario 5: while Prometheus is down the replicas are held, not dropped;
+// decisions resume afterwards.
+func TestPrometheusOutage(t *testing.T) {
+	ns := nsOutage
+	app(t, ns, "sample", 10)
+	g := generator(ns)
+	ctx, stop := context.WithCancel(env.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); g.Workers(ctx, 8) }()
+	waitUntil(t, 2*time.Minute, "2 ready replicas", replicasAre(t, ns, 2))
+	time.Sleep(3 * time.Second)
+
+	env.c.StopPrometheus()
+	stopped := time.Now()
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = env.c.StartPrometheus(context.Background())
+		}
+	}()
+	waitUntil(t, time.Minute, "the scaler to hold", func() (bool, string) {
+		v, ok := scalerMetric(t, "nemesis_scaler_holding", map[string]string{"namespace": ns})
+		return ok && v == 1, fmt.Sprintf("holding %v", v)
+	})
+	toHold := time.Since(stopped)
+	stop() // no load: without the outage, the rule would now say 0
+	<-done
+	for end := time.Now().Add(40 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if ok, got := replicasAre(t, ns, 2)(); !ok {
+			t.Fatalf("replicas changed during the outage: %s", got)
+		}
+	}
+	errs, _ := scalerMetric(t, "nemesis_scaler_evaluation_errors_total", map[string]string{"rule_set": "sample"})
+	if err := env.c.StartPrometheus(env.ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	back := time.Now()
+	resumed := waitUntil(t, 2*time.Minute, "the scaler to stop holding", func() (bool, string) {
+		v, ok := scalerMetric(t, "nemesis_scaler_holding", map[string]string{"namespace": ns})
+		return ok && v == 0, fmt.Sprintf("holding %v", v)
+	})
+	waitUntil(t, 2*time.Minute, "zero replicas after the outage", replicasAre(t, ns, 0))
+	st := g.Stats()
+	if st.Failed != 0 {
+		t.Fatalf("failed requests: %s", st)
+	}
+	env.report("prom-outage", "holding %v after Prometheus stopped; load stopped, 2 replicas held through %v of outage (%v evaluation errors); after restart decisions resumed in %v and the idle app reached 0 in %v",
+		toHold.Round(100*time.Millisecond), back.Sub(stopped).Round(time.Second), errs, resumed.Round(100*time.Millisecond), time.Since(back).Round(100*time.Millisecond))
+}
+
+// Scenario 6: both activator replicas are replaced (a rollout restart)
+// while load runs through them; no request fails.
+func TestActivatorRestart(t *testing.T) {
+	ns := nsRestart
+	app(t, ns, "sample", 30)
+	g := generator(ns)
+	ctx, stop := context.WithCancel(env.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); g.Workers(ctx, 8) }()
+	waitUntil(t, 2*time.Minute, "2 ready replicas", replicasAre(t, ns, 2))
+	before := g.Stats().OK
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"e2e/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
+	start := time.Now()
+	if _, err := env.c.Client.AppsV1().Deployments("nemesis").Patch(env.ctx, "nemesis-activator", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 3*time.Minute, "the activator rollout", func() (bool, string) {
+		d, err := env.c.Client.AppsV1().Deployments("nemesis").Get(env.ctx, "nemesis-activator", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		s := d.Status
+		pods, _ := env.c.Client.CoreV1().Pods("nemesis").List(env.ctx, metav1.ListOptions{LabelSelector: "app=nemesis-activator"})
+		return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == 2 && s.ReadyReplicas == 2 && s.Replicas == 2 && len(pods.Items) == 2,
+			fmt.Sprintf("updated %d ready %d replicas %d pods %d", s.UpdatedReplicas, s.ReadyReplicas, s.Replicas, len(pods.Items))
+	})
+	rollout := time.Since(start)
+	time.Sleep(3 * time.Second)
+	stop()
+	<-done
+	st := g.Stats()
+	t.Logf("load: %s", st)
+	if st.Failed != 0 {
+		t.Fatalf("failed requests during the activator restart: %s", st)
+	}
+	env.report("activator-rs", "both activators replaced in %v under 8 workers: %d requests during the rollout, 0 failed (%s)",
+		rollout.Round(100*time.Millisecond), st.OK-before, st)
+}

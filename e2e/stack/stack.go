@@ -1,0 +1,195 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+var (
+	//go:embed nemesis.yaml.tmpl
+	nemesisTemplate string
+	//go:embed app.yaml.tmpl
+	appTemplate string
+)
+
+// Applier applies a YAML stream (e2e/cluster.Applier).
+type Applier interface {
+	Apply(ctx context.Context, namespace string, manifests []byte) error
+}
+
+// Nemesis configures the Nemesis install.
+type Nemesis struct {
+	Image             string
+	PrometheusURL     string // as seen from pods
+	ActivatorReplicas int
+	PushInterval      time.Duration
+	Rules             string // rule file content
+	ActivatorConfig   string // activator config content
+}
+
+// App configures one sample app and its ScaledObject.
+type App struct {
+	Namespace       string
+	Image           string
+	Latency         time.Duration
+	Concurrency     int
+	StartupDelay    time.Duration
+	MaxReplicas     int
+	PollingInterval int // seconds
+	CooldownPeriod  int // seconds
+	ScalerAddress   string
+	RuleSet         string
+}
+
+// RuleSet is the rule set the scenarios scale the sample app with: one
+// replica per 4 requests, counted by the activators (in flight and queued)
+// or by the app itself (running and waiting, through Prometheus),
+// whichever is higher.
+const RuleSet = `ruleSets:
+  - name: sample
+    description: One replica per 4 requests in flight or waiting.
+    queries:
+      waiting: sum(vllm:num_requests_waiting{namespace="$namespace"}) or vector(0)
+      running: sum(vllm:num_requests_running{namespace="$namespace"}) or vector(0)
+    replicas: max(inflight + queued, running + waiting) / 4
+    active: inflight > 0 || queued > 0 || running + waiting > 0
+    min: 0
+    max: 4
+    onError: hold
+    staleAfter: 5m
+`
+
+// ActivatorConfig routes Host sample.<namespace> to the sample app of each
+// namespace.
+func ActivatorConfig(namespaces ...string) string {
+	var b strings.Builder
+	b.WriteString("routes:\n")
+	for _, ns := range namespaces {
+		fmt.Fprintf(&b, `  - name: %s
+    match: {hosts: [%s]}
+    service: {namespace: %s, name: sample, port: 8000}
+    policy: least-request
+    queue: {size: 1000, timeout: 2m}
+`, ns, Host(ns), ns)
+	}
+	return b.String()
+}
+
+// Host is the Host header that routes to the sample app of namespace.
+func Host(namespace string) string { return "sample." + namespace }
+
+func render(text string, data any) ([]byte, error) {
+	t, err := template.New("").Funcs(template.FuncMap{
+		"indent": func(n int, s string) string {
+			pad := strings.Repeat(" ", n)
+			return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
+		},
+	}).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// InstallNemesis applies Nemesis' manifests and waits until the scaler and
+// every activator replica are ready.
+func InstallNemesis(ctx context.Context, client kubernetes.Interface, a Applier, n Nemesis) error {
+	if n.ActivatorReplicas == 0 {
+		n.ActivatorReplicas = 2
+	}
+	if n.PushInterval == 0 {
+		n.PushInterval = time.Second
+	}
+	m, err := render(nemesisTemplate, n)
+	if err != nil {
+		return err
+	}
+	if err := a.Apply(ctx, "", m); err != nil {
+		return err
+	}
+	if err := WaitReady(ctx, client, "nemesis", "nemesis-scaler", 1); err != nil {
+		return err
+	}
+	return WaitReady(ctx, client, "nemesis", "nemesis-activator", n.ActivatorReplicas)
+}
+
+// InstallApp creates the app's namespace and applies its manifests.
+func InstallApp(ctx context.Context, client kubernetes.Interface, a Applier, app App) error {
+	if err := EnsureNamespace(ctx, client, app.Namespace); err != nil {
+		return err
+	}
+	m, err := render(appTemplate, app)
+	if err != nil {
+		return err
+	}
+	return a.Apply(ctx, app.Namespace, m)
+}
+
+// EnsureNamespace creates namespace if needed and waits for its default
+// service account, without which no pod is admitted.
+func EnsureNamespace(ctx context.Context, client kubernetes.Interface, namespace string) error {
+	_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		_, err := client.CoreV1().ServiceAccounts(namespace).Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+}
+
+// WaitReady waits until Deployment name has want ready replicas and no
+// others (old or new).
+func WaitReady(ctx context.Context, client kubernetes.Interface, namespace, name string, want int) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var last string
+	err := poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		d, err := client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		s := d.Status
+		last = fmt.Sprintf("replicas %d, ready %d, updated %d", s.Replicas, s.ReadyReplicas, s.UpdatedReplicas)
+		return int(s.ReadyReplicas) == want && int(s.Replicas) == want && int(s.UpdatedReplicas) == want && s.ObservedGeneration >= d.Generation, nil
+	})
+	if err != nil {
+		return fmt.Errorf("deployment %s/%s: want %d ready: %s: %w", namespace, name, want, last, err)
+	}
+	return nil
+}
+
+func poll(ctx context.Context, every time.Duration, cond func() (bool, error)) error {
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
