@@ -5,10 +5,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -334,28 +331,4 @@ func readyWatch(t *testing.T, namespace string) func() time.Time {
 		defer mu.Unlock()
 		return first
 	}
-}
-
-// promValue runs an instant query against the cluster's Prometheus.
-func promValue(query string) (float64, error) {
-	resp, err := http.Get(env.c.PrometheusURL + "/api/v1/query?query=" + url.QueryEscape(query))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	s := string(b)
-	i := strings.Index(s, `"value":[`)
-	if i < 0 {
-		return 0, fmt.Errorf("no value in %s", s)
-	}
-	rest := s[i+len(`"value":[`):]
-	parts := strings.SplitN(rest, ",", 2)
-	if len(parts) < 2 {
-		return 0, fmt.Errorf("bad value in %s", s)
-	}
-	v := strings.Trim(strings.SplitN(parts[1], "]", 2)[0], `"`)
-	var f float64
-	_, err = fmt.Sscan(v, &f)
-	return f, err
 }
