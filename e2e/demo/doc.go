@@ -1,40 +1,32 @@
-// Command demo shows Nemesis' scaler at work on one machine, with no
-// Kubernetes cluster: the real `nemesis scaler` binary, a real Prometheus,
-// and KEDA's own external-scaler client code standing in for KEDA.
+// Command demo shows Nemesis on a real local Kubernetes cluster: scale from
+// zero, scale out on rules and scale back to zero, narrated in the terminal,
+// ending with a chart of load, in-flight requests and replicas.
 //
-//	go tool task demo                  # builds bin/nemesis, installs Prometheus if missing
-//	go run ./e2e/demo --nemesis bin/nemesis [--duration 75s] [--rules examples/rules]
+//	go tool task demo                      # as root, Linux
+//	go run ./e2e/demo [--duration 75s] [--out nemesis-demo.svg]
 //
 // What it does:
 //
-//  1. Starts a fixture exporter (internal/promtest) serving the gauges of a
-//     simulated vLLM model server, vllm:num_requests_waiting and
-//     vllm:num_requests_running{namespace="ml", model_name="llama"}, and of an
-//     HTTP API with four pods, http_requests_in_flight{namespace="shop",
-//     service="api", pod=…}, with the load unevenly spread over the pods.
-//  2. Starts Prometheus on loopback, scraping the exporter every second.
-//  3. Starts `nemesis scaler --rules examples/rules` as a subprocess and waits
-//     for its /readyz. Its log, Prometheus' log and the KEDA client's log go
-//     to a temporary directory whose path is printed.
-//  4. Acts as KEDA with KEDA's own code (scalers.NewExternalScaler): the
-//     ScaledObject ml/llama with an external trigger on rule set vllm-queue,
-//     and shop/api with two external triggers, http-inflight and
-//     http-busiest-pod. Every 2 s it calls GetMetricsAndActivity for each
-//     trigger, as KEDA's polling loop does, and prints one table row: the
-//     load it set and, per trigger, the replica count (the metric value,
-//     against a target of AverageValue 1) and whether KEDA sees it active.
-//     It also opens one StreamIsActive stream (scalers.NewExternalPushScaler,
-//     trigger type external-push) for ml/llama and prints the moment it
-//     turns true.
-//  5. Drives the load through idle, ramp-up, peak, ramp-down and idle again
-//     over --duration, then prints a summary (peak replicas, how many
-//     Prometheus requests the scaler made for how many KEDA calls) and
-//     stops everything: the scaler with SIGTERM (it must exit 0),
-//     Prometheus and the exporter. Ctrl-C stops everything too.
+//  1. Starts the e2e suite's local cluster (e2e/cluster): etcd, a
+//     kube-apiserver and kube-controller-manager, KEDA's operator and metrics
+//     adapter, Prometheus, and a node agent that runs pods as processes in
+//     network namespaces. The first run builds the pinned control plane and
+//     KEDA from source (about 15 minutes on 2 cores); later runs start in
+//     under a minute.
+//  2. Installs Nemesis (scaler, two activators) and the sample model server
+//     (e2e/sampleapp, 4 requests at a time, 200 ms each) at zero replicas,
+//     with a ScaledObject on the rule set "one replica per 4 requests".
+//  3. Scale from zero: 40 requests arrive at once. The activators hold
+//     them, the scaler's push stream wakes KEDA, a pod starts, the held
+//     requests are served.
+//  4. Scale out: 4, then 8, then 16 clients send requests back to back over
+//     --duration; the rule asks for 1, 2, then 4 replicas and KEDA, the HPA
+//     and the Deployment follow.
+//  5. Scale to zero: the load stops; after the ScaledObject's cooldown the
+//     app is back at zero replicas.
 //
-// The numbers the scaler returns lag the load it was given by a scrape
-// interval or two (the exporter is scraped every second, and the scaler
-// reuses an evaluation for a second). The demo exits non-zero if anything
-// fails: a process that does not start, an RPC error, a scaler that never
-// turns active, or a scaler that does not exit cleanly.
+// Every second it prints one row: clients, requests in flight and queued at
+// the activators, the scaler's decision, and the Deployment's replicas. At
+// the end it writes the chart (SVG) and a summary, and exits non-zero if a
+// request failed or a step did not happen.
 package main

@@ -10,442 +10,281 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/go-logr/logr"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/k8s-nemesis/nemesis/internal/promtest"
+	"github.com/k8s-nemesis/nemesis/e2e/cluster"
+	"github.com/k8s-nemesis/nemesis/e2e/load"
+	"github.com/k8s-nemesis/nemesis/e2e/plot"
+	"github.com/k8s-nemesis/nemesis/e2e/stack"
 )
 
-const (
-	pollInterval   = 2 * time.Second // KEDA's default pollingInterval is 30s; the demo is in a hurry
-	loadTick       = 250 * time.Millisecond
-	scrapeInterval = time.Second
-	minDuration    = 20 * time.Second
-)
-
-// errInterrupted is returned when Ctrl-C or SIGTERM ends the demo early.
-var errInterrupted = errors.New("interrupted")
-
-type options struct {
-	nemesis  string
-	rules    string
-	duration time.Duration
-}
+const namespace = "demo"
 
 func main() {
-	var opts options
-	flag.StringVar(&opts.nemesis, "nemesis", "bin/nemesis", "the nemesis binary (`go tool task build` makes bin/nemesis)")
-	flag.StringVar(&opts.rules, "rules", "examples/rules", "rule file or directory for the scaler; it must hold vllm-queue, http-inflight and http-busiest-pod")
-	flag.DurationVar(&opts.duration, "duration", 75*time.Second, "length of the simulated load curve (at least 20s)")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./e2e/demo [--nemesis bin/nemesis] [--duration 75s] [--rules examples/rules]\n\n")
-		flag.PrintDefaults()
-	}
+	duration := flag.Duration("duration", 75*time.Second, "how long the scale-out load lasts (three steps)")
+	out := flag.String("out", "nemesis-demo.svg", "where to write the chart")
 	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "demo: unexpected arguments: %s\n", strings.Join(flag.Args(), " "))
-		os.Exit(2)
-	}
-	if opts.duration < minDuration {
-		fmt.Fprintf(os.Stderr, "demo: --duration %v is too short: the load curve needs at least %v\n", opts.duration, minDuration)
-		os.Exit(2)
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		// After the first signal, a second one kills the demo at once; its
-		// children die with it (see sysProcAttr).
-		<-ctx.Done()
-		stop()
-	}()
-	err := run(ctx, opts, &printer{w: os.Stdout})
-	stop()
-	switch {
-	case errors.Is(err, errInterrupted):
-		if err != errInterrupted { // a cleanup failed too
-			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
-		}
-		fmt.Fprintln(os.Stderr, "demo: interrupted; everything it started is stopped")
-		os.Exit(130)
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "demo: FAILED: %v\n", err)
+	defer stop()
+	if err := run(ctx, os.Stdout, *duration, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-// printer serializes output from the poll loop and the push stream.
-type printer struct {
-	mu sync.Mutex
-	w  io.Writer
+// sample is one row of the live view.
+type sample struct {
+	t                         time.Duration
+	clients                   int
+	inflight, queued          float64
+	decision                  float64
+	spec, ready               int32
+	ok, failed                int64
+	haveDecision, haveProxied bool
 }
 
-func (p *printer) printf(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format, args...)
-}
-
-// cleanups runs its functions last in, first out, and joins their errors.
-type cleanups []func() error
-
-func (c *cleanups) add(f func() error) { *c = append(*c, f) }
-
-func (c *cleanups) run() error {
-	var errs []error
-	for i := len(*c) - 1; i >= 0; i-- {
-		errs = append(errs, (*c)[i]())
+func run(ctx context.Context, w io.Writer, duration time.Duration, out string) error {
+	if duration < 15*time.Second {
+		duration = 15 * time.Second
 	}
-	*c = nil
-	return errors.Join(errs...)
-}
-
-func run(ctx context.Context, opts options, out *printer) (err error) {
-	if _, err := os.Stat(opts.nemesis); err != nil {
-		return fmt.Errorf("the nemesis binary %s: %w (build it with `go tool task build`)", opts.nemesis, err)
-	}
-	if _, err := os.Stat(opts.rules); err != nil {
-		return fmt.Errorf("the rules %s: %w (run the demo from the repository's root)", opts.rules, err)
-	}
-	dir, err := os.MkdirTemp("", "nemesis-demo-")
+	repo, err := cluster.RepoRoot()
 	if err != nil {
 		return err
 	}
-
-	// Everything started below is stopped on every way out: success,
-	// failure and Ctrl-C.
-	var stack cleanups
-	defer func() {
-		if cerr := stack.run(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
-	check := func(err error) error {
-		if ctx.Err() != nil {
-			return errInterrupted
-		}
-		return err
-	}
-
-	out.printf("Nemesis demo: KEDA's client code → nemesis scaler → Prometheus, with simulated load\n")
-	out.printf("  load (%v): %s\n", opts.duration, describeCurve(opts.duration))
-	out.printf("  logs: %s (scaler.log, prometheus.log, keda.log)\n\n", dir)
-
-	kedaLog, err := os.Create(filepath.Join(dir, "keda.log"))
+	cache, err := cluster.DefaultCacheDir()
 	if err != nil {
 		return err
 	}
-	stack.add(kedaLog.Close)
-	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(kedaLog, nil)))
-
-	// 1. The fixture exporter: the "model server" and the "API".
-	exp, err := promtest.NewExporter()
+	logFile, err := os.CreateTemp("", "nemesis-demo-*.log")
 	if err != nil {
 		return err
 	}
-	stack.add(exp.Close)
-	drv := newDriver(exp, opts.duration)
-	out.printf("[1/4] exporter    http://%s/metrics (vLLM gauges of %s/%s; %s/%s, %d pods)\n",
-		exp.Addr(), modelNamespace, modelName, apiNamespace, apiService, len(podShare))
-
-	// 2. Prometheus, scraping the exporter.
-	promLog, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	defer logFile.Close()
+	logger := slog.New(slog.NewTextHandler(logFile, nil))
+	fmt.Fprintf(w, "Starting a local Kubernetes cluster with KEDA and Prometheus (progress in %s)…\n", logFile.Name())
+	fmt.Fprintln(w, "The first run builds kube-apiserver, kube-controller-manager and KEDA from source: about 15 minutes on 2 cores.")
+	begin := time.Now()
+	c, err := (&cluster.Local{Repo: repo, CacheDir: cache, Logger: logger, HPASyncPeriod: 5 * time.Second}).Start(ctx)
 	if err != nil {
 		return err
 	}
-	stack.add(promLog.Close)
-	t0 := time.Now()
-	prom, err := promtest.Start(ctx, promtest.Options{
-		ScrapeTargets:  []string{exp.Addr()},
-		ScrapeInterval: scrapeInterval,
-		Stdout:         promLog,
-		Stderr:         promLog,
-	})
-	if err != nil {
-		return check(fmt.Errorf("starting Prometheus (install it with `go tool task deps:prometheus`): %w", err))
-	}
-	stack.add(prom.Stop)
-	out.printf("[2/4] prometheus  %s, scraping every %v (ready in %.1fs)\n", prom.URL(), scrapeInterval, time.Since(t0).Seconds())
+	defer c.Stop()
+	fmt.Fprintf(w, "Cluster ready in %v (state and logs in %s).\n", time.Since(begin).Round(time.Second), c.Dir)
 
-	// 3. The scaler.
-	t0 = time.Now()
-	sc, err := startScaler(opts.nemesis, []string{opts.rules}, prom.URL(), filepath.Join(dir, "scaler.log"))
+	applier, err := cluster.NewApplier(c.Config)
 	if err != nil {
 		return err
 	}
-	stack.add(sc.stop)
-	if err := sc.waitReady(ctx); err != nil {
-		return check(err)
-	}
-	out.printf("[3/4] scaler      pid %d, gRPC %s, HTTP %s (ready in %.1fs)\n",
-		sc.pid(), sc.grpcAddr, sc.httpAddr, time.Since(t0).Seconds())
-	out.printf("                  %s scaler --rules %s --prometheus-url %s …\n", opts.nemesis, opts.rules, prom.URL())
-
-	// 4. KEDA: the triggers of two ScaledObjects, and one push stream.
-	triggers := demoTriggers()
-	for _, t := range triggers {
-		stack.add(t.close)
-		if err := t.connect(ctx, sc.grpcAddr); err != nil {
-			return check(err)
-		}
-	}
-	out.printf("[4/4] KEDA        the triggers, and the metric each one's GetMetricSpec gave:\n")
-	for _, t := range triggers {
-		out.printf("      %-9s %-13s %-17s %-12s → %s, %s\n", t.object(), "external", t.ruleSet, t.metaKey+"="+t.metaValue, t.metricName, t.target)
-	}
-	pushCtx, stopPush := context.WithCancel(ctx)
-	defer stopPush()
-	llama := triggers[0]
-	events, closePush, err := startPush(pushCtx, llama, sc.grpcAddr)
+	scaler, err := c.ServiceAddress(ctx, "nemesis", "nemesis-scaler", 9400)
 	if err != nil {
 		return err
 	}
-	stack.add(closePush)
-	out.printf("      %-9s %-13s %-17s %-12s → StreamIsActive stream\n\n", llama.object(), "external-push", llama.ruleSet, llama.metaKey+"="+llama.metaValue)
-
-	// The push stream's reader prints the moment the stream turns true.
-	var push pushResult
-	pushDone := make(chan struct{})
-	go func() {
-		defer close(pushDone)
-		push.watch(events, drv, llama.object(), out)
-	}()
-
-	// The load and the polls.
-	res, err := pollLoop(ctx, opts.duration, drv, triggers, out)
-	stopPush()
-	<-pushDone
+	scalerHTTP, err := c.ServiceAddress(ctx, "nemesis", "nemesis-scaler", 8080)
 	if err != nil {
 		return err
 	}
-
-	// The summary, from the polls and the scaler's own metrics.
-	page, err := sc.metrics(ctx)
+	activator, err := c.ServiceAddress(ctx, "nemesis", "nemesis-activator", 80)
 	if err != nil {
-		return check(err)
-	}
-	if err := summarize(out, opts.duration, triggers, res, &push, drv, page); err != nil {
 		return err
 	}
-
-	// Stop the scaler here, not only in the cleanups, to report its exit.
-	out.printf("\nStopping: scaler (SIGTERM) ")
-	if err := sc.stop(); err != nil {
+	fmt.Fprintln(w, "Installing Nemesis (1 scaler, 2 activators) and the sample model server at 0 replicas…")
+	if err := stack.InstallNemesis(ctx, c.Client, applier, stack.Nemesis{
+		Image: cluster.NemesisImage, PrometheusURL: c.PodPrometheusURL, ActivatorReplicas: 2,
+		PushInterval: time.Second, Rules: stack.RuleSet, ActivatorConfig: stack.ActivatorConfig(namespace),
+	}); err != nil {
 		return err
 	}
-	out.printf("exited 0; Prometheus and the exporter stop next. Logs stay in %s\n", dir)
-	return nil
-}
+	if err := stack.InstallApp(ctx, c.Client, applier, stack.App{
+		Namespace: namespace, Image: cluster.SampleAppImage, Latency: 200 * time.Millisecond, Concurrency: 4,
+		StartupDelay: time.Second, MaxReplicas: 4, PollingInterval: 2, CooldownPeriod: 15,
+		ScalerAddress: scaler, RuleSet: "sample",
+	}); err != nil {
+		return err
+	}
+	if err := stack.WaitScaling(ctx, c.Client, "http://"+scalerHTTP+"/metrics", namespace); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Rule set %q: replicas = max(inflight + queued, running + waiting) / 4, min 0, max 4.\n\n", "sample")
 
-// pollResult is what the poll loop saw.
-type pollResult struct {
-	polls       int
-	errors      int
-	lastActive  []bool
-	lastReplica []float64
-}
-
-// pollLoop drives the load along its curve and polls every trigger every
-// pollInterval, printing a row per poll, until the curve ends.
-func pollLoop(ctx context.Context, total time.Duration, drv *driver, triggers []*trigger, out *printer) (pollResult, error) {
-	res := pollResult{lastActive: make([]bool, len(triggers)), lastReplica: make([]float64, len(triggers))}
+	g := load.NewGenerator("http://"+activator+"/", stack.Host(namespace))
+	var (
+		mu      sync.Mutex
+		clients int
+		rows    []sample
+	)
 	start := time.Now()
-	drv.begin(start)
-
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	loadDone := make(chan struct{})
+	observe := func() sample {
+		s := sample{t: time.Since(start)}
+		mu.Lock()
+		s.clients = clients
+		mu.Unlock()
+		match := map[string]string{"route": namespace}
+		s.inflight, s.haveProxied = stack.PodsMetric(ctx, c.Client, "nemesis", "app=nemesis-activator", "9091", "nemesis_activator_requests_in_flight", match)
+		s.queued, _ = stack.PodsMetric(ctx, c.Client, "nemesis", "app=nemesis-activator", "9091", "nemesis_activator_requests_queued", match)
+		s.decision, s.haveDecision = stack.ReadMetric(ctx, "http://"+scalerHTTP+"/metrics", "nemesis_scaler_desired_replicas", map[string]string{"namespace": namespace})
+		if d, err := c.Client.AppsV1().Deployments(namespace).Get(ctx, "sample", metav1.GetOptions{}); err == nil {
+			s.spec, s.ready = *d.Spec.Replicas, d.Status.ReadyReplicas
+		}
+		st := g.Stats()
+		s.ok, s.failed = st.OK, st.Failed
+		return s
+	}
+	viewCtx, stopView := context.WithCancel(ctx)
+	viewDone := make(chan struct{})
 	go func() {
-		defer close(loadDone)
-		tick := time.NewTicker(loadTick)
+		defer close(viewDone)
+		fmt.Fprintf(w, "%7s %8s %9s %7s %9s %9s %8s %7s\n", "time", "clients", "in-flight", "queued", "decision", "replicas", "ok", "failed")
+		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
-			drv.tick(time.Now())
+			s := observe()
+			mu.Lock()
+			rows = append(rows, s)
+			mu.Unlock()
+			dec := "-"
+			if s.haveDecision {
+				dec = fmt.Sprint(s.decision)
+			}
+			fmt.Fprintf(w, "%6.0fs %8d %9.0f %7.0f %9s %6d/%-2d %8d %7d\n", s.t.Seconds(), s.clients, s.inflight, s.queued, dec, s.ready, s.spec, s.ok, s.failed)
 			select {
-			case <-loadCtx.Done():
+			case <-viewCtx.Done():
 				return
 			case <-tick.C:
 			}
 		}
 	}()
-	defer func() { stopLoad(); <-loadDone }()
-
-	printHeader(out, triggers)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		elapsed := time.Since(start)
-		l, _, _ := drv.snapshot()
-		cells := make([]string, len(triggers))
-		var problems []string
-		for i, t := range triggers {
-			replicas, active, err := t.poll(ctx)
-			if ctx.Err() != nil {
-				return res, errInterrupted
+	var markers []plot.Marker
+	mark := func(label string) {
+		markers = append(markers, plot.Marker{T: time.Since(start), Label: label})
+		fmt.Fprintf(w, "── %s\n", label)
+	}
+	setClients := func(n int) { mu.Lock(); clients = n; mu.Unlock() }
+	waitReplicas := func(want int32, limit time.Duration) (time.Duration, error) {
+		t0 := time.Now()
+		for time.Since(t0) < limit {
+			d, err := c.Client.AppsV1().Deployments(namespace).Get(ctx, "sample", metav1.GetOptions{})
+			if err == nil && *d.Spec.Replicas == want && d.Status.ReadyReplicas == want && d.Status.Replicas == want {
+				return time.Since(t0), nil
 			}
-			if err != nil {
-				res.errors++
-				cells[i] = "ERR"
-				problems = append(problems, fmt.Sprintf("  ! %s %s: %v", t.object(), t.ruleSet, err))
-				continue
-			}
-			cells[i] = fmt.Sprintf("%3.0f %-6s", replicas, activeWord(active))
-			res.lastActive[i], res.lastReplica[i] = active, replicas
-			if active {
-				t.activeSeen++
-			}
-			if replicas > t.peak {
-				t.peak, t.peakAt = replicas, elapsed
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(200 * time.Millisecond):
 			}
 		}
-		res.polls++
-		out.printf("%6.1fs  %-9s %4.0f%%  %4d %4d  %-11s | %s\n",
-			elapsed.Seconds(), l.phase, l.level*100, l.waiting, l.running, l.podsString(), row(cells))
-		for _, p := range problems {
-			out.printf("%s\n", p)
-		}
-		if elapsed >= total {
-			return res, nil
-		}
-		select {
-		case <-ctx.Done():
-			return res, errInterrupted
-		case <-tick.C:
-		}
+		return 0, fmt.Errorf("%d replicas not reached within %v", want, limit)
 	}
-}
+	var problems []error
+	time.Sleep(3 * time.Second)
 
-// The table: the load the demo set, then each trigger as KEDA sees it: the
-// metric value, which is the replica count since the target is 1 per
-// replica, and the activity.
-const cellWidth = 14
+	// 1. Scale from zero.
+	mark("scale from zero: 40 requests at once, 0 replicas")
+	setClients(40)
+	burstStart := time.Now()
+	g.Burst(ctx, 40)
+	setClients(0)
+	first := g.Stats().FirstResponse
+	fromZero := fmt.Sprintf("40 requests at 0 replicas: first answer after %v, all after %v", first.Sub(burstStart).Round(time.Millisecond), time.Since(burstStart).Round(time.Millisecond))
+	fmt.Fprintln(w, "── "+fromZero)
 
-func printHeader(out *printer, triggers []*trigger) {
-	names := make([]string, len(triggers))
-	objects := make([]string, len(triggers))
-	for i, t := range triggers {
-		names[i], objects[i] = t.ruleSet, t.object()
-	}
-	out.printf("replicas: the metric value KEDA reads (target 1 per replica); active: IsActive.\n")
-	out.printf("http-busiest-pod has min: 1, so it never asks for 0 and is always active.\n\n")
-	out.printf("                  load set by the demo           | KEDA sees: replicas, active\n")
-	out.printf("elapsed  phase      load  wait  run  in-flight   | %s\n", row(names))
-	out.printf("                          (vLLM)     per pod     | %s\n", row(objects))
-}
-
-// row lays out one cell per trigger.
-func row(cells []string) string {
-	var b strings.Builder
-	for i, c := range cells {
-		if i < len(cells)-1 {
-			c = fmt.Sprintf("%-*s", cellWidth, c)
+	// 2. Scale out.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var reached []string
+	step := duration / 3
+	for i, n := range []int{4, 8, 16} {
+		add := n
+		if i > 0 {
+			add = n / 2
 		}
-		b.WriteString(c)
-	}
-	return b.String()
-}
-
-func activeWord(active bool) string {
-	if active {
-		return "active"
-	}
-	return "-"
-}
-
-// pushResult records the push stream's transitions.
-type pushResult struct {
-	mu            sync.Mutex
-	messages      int
-	trueAfter     time.Duration // since the load began; valid if sawTrue
-	sawTrue       bool
-	falseAfter    time.Duration // since the load ended; valid if sawFalseAgain
-	sawFalseAgain bool
-}
-
-func (p *pushResult) watch(events <-chan pushEvent, drv *driver, object string, out *printer) {
-	for ev := range events {
-		_, began, ended := drv.snapshot()
-		p.mu.Lock()
-		p.messages++
-		switch {
-		case ev.active && !p.sawTrue:
-			p.sawTrue = true
-			if began.IsZero() {
-				out.printf("  >> StreamIsActive(%s): true before any load (unexpected)\n", object)
-			} else {
-				p.trueAfter = ev.at.Sub(began)
-				out.printf("  >> StreamIsActive(%s): true after %d ms of load: KEDA scales 0→1 now, not on a poll\n",
-					object, p.trueAfter.Milliseconds())
+		mark(fmt.Sprintf("scale out: %d clients", n))
+		setClients(n)
+		wg.Add(1)
+		go func() { defer wg.Done(); g.Workers(loadCtx, add) }()
+		want := int32(n / 4)
+		t0 := time.Now()
+		if took, err := waitReplicas(want, 2*time.Minute); err != nil {
+			problems = append(problems, err)
+		} else {
+			reached = append(reached, fmt.Sprintf("%d clients → %d ready replicas in %v", n, want, took.Round(100*time.Millisecond)))
+		}
+		if rest := step - time.Since(t0); rest > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(rest):
 			}
-		case !ev.active && p.sawTrue && !p.sawFalseAgain && !ended.IsZero():
-			p.sawFalseAgain = true
-			p.falseAfter = ev.at.Sub(ended)
-			out.printf("  >> StreamIsActive(%s): false %d ms after the load ended (KEDA scales in on its polls)\n",
-				object, p.falseAfter.Milliseconds())
 		}
-		p.mu.Unlock()
 	}
+
+	// 3. Scale to zero.
+	mark("load stops: scale to zero after the 15 s cooldown")
+	stopLoad()
+	wg.Wait()
+	setClients(0)
+	toZero, err := waitReplicas(0, 3*time.Minute)
+	if err != nil {
+		problems = append(problems, err)
+	}
+	time.Sleep(2 * time.Second)
+	stopView()
+	<-viewDone
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+
+	st := g.Stats()
+	fmt.Fprintf(w, "\nSummary\n  %s\n", fromZero)
+	for _, r := range reached {
+		fmt.Fprintf(w, "  %s\n", r)
+	}
+	fmt.Fprintf(w, "  load stopped → 0 replicas in %v\n  requests: %s\n", toZero.Round(100*time.Millisecond), st)
+	if st.Failed > 0 {
+		problems = append(problems, fmt.Errorf("%d requests failed", st.Failed))
+	}
+
+	mu.Lock()
+	chart := chartOf(rows, markers)
+	mu.Unlock()
+	if abs, err := filepath.Abs(out); err == nil {
+		out = abs
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if err := chart.WriteSVG(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  chart: %s\n", out)
+	return errors.Join(problems...)
 }
 
-// summarize prints the summary and returns an error if the run did not show
-// what it should have.
-func summarize(out *printer, total time.Duration, triggers []*trigger, res pollResult, push *pushResult, drv *driver, page string) error {
-	push.mu.Lock()
-	defer push.mu.Unlock()
-	out.printf("\nSummary of %v of load, %d polls every %v:\n", total, res.polls, pollInterval)
-	out.printf("  %-9s %-17s %-18s %s\n", "object", "trigger", "peak replicas", "active in polls")
-	for _, t := range triggers {
-		out.printf("  %-9s %-17s %3.0f at %6.1fs     %d of %d\n", t.object(), t.ruleSet, t.peak, t.peakAt.Seconds(), t.activeSeen, res.polls)
+func chartOf(rows []sample, markers []plot.Marker) *plot.Chart {
+	series := []plot.Series{
+		{Name: "clients", Unit: "requests", Axis: plot.Left},
+		{Name: "in flight at the activators", Unit: "requests", Axis: plot.Left},
+		{Name: "queued at the activators", Unit: "requests", Axis: plot.Left},
+		{Name: "scaler decision", Unit: "replicas", Axis: plot.Right, Step: true},
+		{Name: "ready replicas", Unit: "replicas", Axis: plot.Right, Step: true},
 	}
-	switch {
-	case push.sawTrue && push.sawFalseAgain:
-		out.printf("  push stream: true %d ms after the load began, false %d ms after it ended\n",
-			push.trueAfter.Milliseconds(), push.falseAfter.Milliseconds())
-	case push.sawTrue:
-		out.printf("  push stream: true %d ms after the load began\n", push.trueAfter.Milliseconds())
-	default:
-		out.printf("  push stream: never turned true (%d messages)\n", push.messages)
-	}
-
-	calls := res.polls * len(triggers)
-	requests := sumMetric(page, "nemesis_prometheus_requests_total")
-	failed := requests - sumMetric(page, "nemesis_prometheus_requests_total", `outcome="success"`)
-	evaluations := sumMetric(page, "nemesis_scaler_evaluations_total")
-	out.printf("  KEDA → scaler: %d GetMetrics + %d IsActive calls, and 1 StreamIsActive stream\n", calls, calls)
-	out.printf("  scaler → Prometheus: %.0f evaluations sent %.0f requests (%.0f failed);\n", evaluations, requests, failed)
-	out.printf("    queries: %.0f sent, %.0f shared with a request in flight, %.0f from the cache\n",
-		sumMetric(page, "nemesis_prometheus_queries_total", `source="prometheus"`),
-		sumMetric(page, "nemesis_prometheus_queries_total", `source="shared"`),
-		sumMetric(page, "nemesis_prometheus_queries_total", `source="cache"`))
-	if res.lastActive[0] {
-		_, _, ended := drv.snapshot()
-		out.printf("  note: %s was still active at the last poll, %.1fs after the load ended (the scaler lags the load by a few seconds)\n",
-			triggers[0].object(), time.Since(ended).Seconds())
-	}
-
-	var problems []string
-	if res.errors > 0 {
-		problems = append(problems, fmt.Sprintf("%d GetMetricsAndActivity calls failed (see above and the scaler log)", res.errors))
-	}
-	for _, t := range triggers {
-		if t.peak < 2 {
-			problems = append(problems, fmt.Sprintf("%s %s never asked for more than %.0f replicas", t.object(), t.ruleSet, t.peak))
+	for _, r := range rows {
+		series[0].Points = append(series[0].Points, plot.Point{T: r.t, V: float64(r.clients)})
+		if r.haveProxied {
+			series[1].Points = append(series[1].Points, plot.Point{T: r.t, V: r.inflight})
+			series[2].Points = append(series[2].Points, plot.Point{T: r.t, V: r.queued})
 		}
+		if r.haveDecision {
+			series[3].Points = append(series[3].Points, plot.Point{T: r.t, V: r.decision})
+		}
+		series[4].Points = append(series[4].Points, plot.Point{T: r.t, V: float64(r.ready)})
 	}
-	if triggers[0].activeSeen == 0 {
-		problems = append(problems, fmt.Sprintf("%s never turned active", triggers[0].object()))
-	}
-	if !push.sawTrue {
-		problems = append(problems, "the StreamIsActive stream never sent true")
-	}
-	if failed > 0 {
-		problems = append(problems, fmt.Sprintf("%.0f Prometheus requests failed (see the scaler log)", failed))
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("the demo did not go as expected:\n  %s", strings.Join(problems, "\n  "))
-	}
-	return nil
+	return &plot.Chart{Title: "Nemesis demo: scale from zero, scale out, scale to zero", Series: series, Markers: markers}
 }

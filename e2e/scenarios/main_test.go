@@ -171,10 +171,13 @@ func app(t *testing.T, namespace, ruleSet string, cooldown int) {
 		}
 		_ = env.c.Client.CoreV1().Namespaces().Delete(context.Background(), namespace, metav1.DeleteOptions{})
 	})
-	waitUntil(t, time.Minute, "KEDA's HPA for the ScaledObject", func() (bool, string) {
-		_, err := env.c.Client.AutoscalingV2().HorizontalPodAutoscalers(namespace).Get(env.ctx, "keda-hpa-sample", metav1.GetOptions{})
-		return err == nil, fmt.Sprint(err)
-	})
+	addr, err := env.c.ServiceAddress(env.ctx, "nemesis", "nemesis-scaler", 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.WaitScaling(env.ctx, env.c.Client, "http://"+addr+"/metrics", namespace); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitUntil polls cond every 100 ms until it holds or timeout passes.

@@ -193,3 +193,28 @@ func poll(ctx context.Context, every time.Duration, cond func() (bool, error)) e
 		}
 	}
 }
+
+// WaitScaling waits until KEDA has taken charge of the sample app of
+// namespace: its HPA exists and the scaler (metrics at scalerMetricsURL)
+// has evaluated the ScaledObject at least once, so KEDA's push stream for
+// it is open.
+func WaitScaling(ctx context.Context, client kubernetes.Interface, scalerMetricsURL, namespace string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var last string
+	err := poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		if _, err := client.AutoscalingV2().HorizontalPodAutoscalers(namespace).Get(ctx, "keda-hpa-sample", metav1.GetOptions{}); err != nil {
+			last = "no HPA yet: " + err.Error()
+			return false, nil
+		}
+		if _, ok := ReadMetric(ctx, scalerMetricsURL, "nemesis_scaler_desired_replicas", map[string]string{"namespace": namespace}); !ok {
+			last = "the scaler has not evaluated the ScaledObject yet"
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for KEDA to scale %s/sample: %s: %w", namespace, last, err)
+	}
+	return nil
+}
