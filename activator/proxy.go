@@ -292,6 +292,11 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 	case r.ContentLength > 0 && r.ContentLength <= MaxRetryBodyBytes:
 		x.bodyBuf = bufPool.Get().(*[]byte)
 		defer bufPool.Put(x.bodyBuf)
+		if int64(cap(*x.bodyBuf)) < r.ContentLength {
+			// Pooled buffers are sized for the common case; a larger
+			// retryable body gets its own, which the pool then keeps.
+			*x.bodyBuf = make([]byte, MaxRetryBodyBytes)
+		}
 		b := (*x.bodyBuf)[:r.ContentLength]
 		if _, err := io.ReadFull(r.Body, b); err != nil {
 			http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)

@@ -2,7 +2,9 @@ package activator
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -522,4 +524,30 @@ func (q *fakeQuerier) set(v map[string]float64) {
 	q.mu.Lock()
 	q.values = v
 	q.mu.Unlock()
+}
+
+// Bodies of every size around the buffered-body limit reach the backend
+// whole (a 32–64 KiB body once overran the pooled buffer).
+func TestProxyBodySizes(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%d %x", len(b), sha256.Sum256(b))
+	}))
+	defer be.Close()
+	h := startActivator(t, staticRoute("sizes", hostOf(be)), Options{})
+	for _, n := range []int{1, 32 << 10, 32<<10 + 1, 40000, MaxRetryBodyBytes - 1, MaxRetryBodyBytes, MaxRetryBodyBytes + 1, 200000} {
+		body := bytes.Repeat([]byte{byte(n)}, n)
+		req, _ := http.NewRequest(http.MethodPost, h.url+"/", bytes.NewReader(body))
+		req.Host = "svc.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf("%d %x", n, sha256.Sum256(body))
+		if resp.StatusCode != http.StatusOK || string(got) != want {
+			t.Errorf("%d bytes: %d %q, want %q", n, resp.StatusCode, got, want)
+		}
+	}
 }
