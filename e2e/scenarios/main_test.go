@@ -34,6 +34,7 @@ const (
 	nsRules    = "e2e-rules"
 	nsOutage   = "e2e-outage"
 	nsRestart  = "e2e-restart"
+	nsTarget   = "e2e-target"
 )
 
 // env is the cluster the scenarios share; TestMain sets it.
@@ -116,7 +117,7 @@ func run(m *testing.M) int {
 		ActivatorReplicas: 2,
 		PushInterval:      time.Second,
 		Rules:             stack.RuleSet + extraRuleSets,
-		ActivatorConfig:   stack.ActivatorConfig(nsFromZero, nsScaleOut, nsScaleIn, nsRules, nsOutage, nsRestart),
+		ActivatorConfig:   stack.ActivatorConfig(nsFromZero, nsScaleOut, nsScaleIn, nsRules, nsOutage, nsRestart, nsTarget),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: install Nemesis:", err)
@@ -143,6 +144,14 @@ const extraRuleSets = `
     min: 0
     max: 4
     onError: hold
+  - name: ratchet
+    description: One replica more than are both desired and ready, up to max.
+    queries:
+      unit: vector(1)
+    replicas: min(current, ready) + unit
+    min: 1
+    max: 3
+    onError: fail
 `
 
 // app installs the sample app in namespace with the scenario's settings and
