@@ -41,7 +41,7 @@ func TestRulesCheck(t *testing.T) {
 	}{
 		"valid files and a directory": {
 			args:       []string{"rules", "check", "../../rules/testdata/vllm.good.yaml", "../../examples/rules"},
-			wantStdout: "4 rule sets in 3 files: chat-llm, http-busiest-pod, http-inflight, vllm-queue\n",
+			wantStdout: "8 rule sets in 7 files: business-hours, chat-llm, cpu-memory, http-busiest-pod, http-inflight, http-latency-slo, triton-queue-time, vllm-queue\n",
 		},
 		"every problem of every file": {
 			args:     []string{"rules", "check", "../../rules/testdata/types.bad.yaml", "../../rules/testdata/syntax.bad.yaml"},
@@ -220,7 +220,7 @@ func TestScalerLifecycle(t *testing.T) {
 		}
 	}
 	code, body := get("/metrics")
-	for _, want := range []string{"nemesis_rules_rule_sets 3", "nemesis_prometheus_requests_total", "nemesis_scaler_active_streams 0", "go_goroutines", "nemesis_demand_stream_errors_total"} {
+	for _, want := range []string{"nemesis_rules_rule_sets 7", "nemesis_prometheus_requests_total", "nemesis_scaler_active_streams 0", "go_goroutines", "nemesis_demand_stream_errors_total"} {
 		if code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("/metrics (%d) lacks %q", code, want)
 		}
