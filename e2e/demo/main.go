@@ -92,7 +92,7 @@ func run(ctx context.Context, w io.Writer, duration time.Duration, out string) e
 		return err
 	}
 	fmt.Fprintln(w, "Installing Nemesis (1 scaler, 2 activators) and the sample model server at 0 replicas…")
-	if err := stack.InstallNemesis(ctx, c.Client, applier, stack.Nemesis{
+	if err := stack.InstallNemesis(ctx, c.Client, applier, repo, stack.Nemesis{
 		Image: cluster.NemesisImage, PrometheusURL: c.PodPrometheusURL, ActivatorReplicas: 2,
 		PushInterval: time.Second, Rules: stack.RuleSet, ActivatorConfig: stack.ActivatorConfig(namespace),
 	}); err != nil {

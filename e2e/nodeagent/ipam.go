@@ -11,10 +11,15 @@ import (
 // errNoAddress is returned when every pod address of the prefix is taken.
 var errNoAddress = errors.New("no free pod address")
 
-// ipam hands out pod addresses of a prefix: the lowest free one from
-// <network>.1.1 upward (the first /24 is left to the harness, which puts the
-// gateway and its own namespaces there), never the gateway, never the
-// broadcast address. Released addresses are handed out again.
+// ipam hands out pod addresses of a prefix from <network>.1.1 upward (the
+// first /24 is left to the harness, which puts the gateway and its own
+// namespaces there), never the gateway, never the broadcast address. Like
+// CNI's host-local IPAM it goes on from the last address it gave rather
+// than reusing the lowest freed one, wrapping around at the end: a freed
+// address that came back at once would meet neighbour (ARP) entries that
+// the host and other pods still hold for the deleted pod's interface, and
+// be unreachable until they expire (seen as pods turning Ready 8–48 s
+// late).
 type ipam struct {
 	prefix  netip.Prefix
 	gateway netip.Addr
@@ -22,6 +27,7 @@ type ipam struct {
 	last    uint32 // last candidate (the one before broadcast)
 
 	mu   sync.Mutex
+	next uint32                // where the search for a free address starts
 	used map[netip.Addr]string // address -> owner, for messages
 }
 
@@ -44,13 +50,14 @@ func newIPAM(prefix netip.Prefix, gateway netip.Addr) (*ipam, error) {
 		gateway: gateway,
 		first:   first,
 		last:    network + size - 2,
+		next:    first,
 		used:    map[netip.Addr]string{},
 	}, nil
 }
 
 // allocate reserves an address for owner: want if it is a free pod address
 // of the prefix (a pod that already has one keeps it across agent
-// restarts), otherwise the lowest free one.
+// restarts), otherwise the next free one after the last given.
 func (p *ipam) allocate(owner string, want netip.Addr) (netip.Addr, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -60,13 +67,20 @@ func (p *ipam) allocate(owner string, want netip.Addr) (netip.Addr, error) {
 			return want, nil
 		}
 	}
-	for n := p.first; n <= p.last; n++ {
+	n := p.next
+	for range p.last - p.first + 1 {
 		a := addr(n)
+		if n == p.last {
+			n = p.first
+		} else {
+			n++
+		}
 		if a == p.gateway {
 			continue
 		}
 		if _, taken := p.used[a]; !taken {
 			p.used[a] = owner
+			p.next = n
 			return a, nil
 		}
 	}

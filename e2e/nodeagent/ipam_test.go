@@ -25,7 +25,7 @@ func TestIPAM(t *testing.T) {
 				{allocate: "c", expect: "10.244.1.3"},
 			},
 		},
-		"reuses the lowest freed address": {
+		"goes on past freed addresses, as host-local IPAM does": {
 			prefix: "10.244.0.0/16", gateway: "10.244.0.1",
 			steps: []step{
 				{allocate: "a", expect: "10.244.1.1"},
@@ -33,9 +33,8 @@ func TestIPAM(t *testing.T) {
 				{allocate: "c", expect: "10.244.1.3"},
 				{release: "10.244.1.2"},
 				{release: "10.244.1.1"},
-				{allocate: "d", expect: "10.244.1.1"},
-				{allocate: "e", expect: "10.244.1.2"},
-				{allocate: "f", expect: "10.244.1.4"},
+				{allocate: "d", expect: "10.244.1.4"},
+				{allocate: "e", expect: "10.244.1.5"},
 			},
 		},
 		"skips the gateway": {

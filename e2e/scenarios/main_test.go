@@ -111,7 +111,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	err = stack.InstallNemesis(ctx, c.Client, e.applier, stack.Nemesis{
+	err = stack.InstallNemesis(ctx, c.Client, e.applier, repo, stack.Nemesis{
 		Image:             cluster.NemesisImage,
 		PrometheusURL:     c.PodPrometheusURL,
 		ActivatorReplicas: 2,

@@ -5,9 +5,14 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/template"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,12 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-var (
-	//go:embed nemesis.yaml.tmpl
-	nemesisTemplate string
-	//go:embed app.yaml.tmpl
-	appTemplate string
-)
+//go:embed app.yaml.tmpl
+var appTemplate string
 
 // Applier applies a YAML stream (e2e/cluster.Applier).
 type Applier interface {
@@ -105,16 +106,18 @@ func render(text string, data any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// InstallNemesis applies Nemesis' manifests and waits until the scaler and
-// every activator replica are ready.
-func InstallNemesis(ctx context.Context, client kubernetes.Interface, a Applier, n Nemesis) error {
+// InstallNemesis installs Nemesis from the Helm chart (charts/nemesis, with
+// ci/e2e-values.yaml and n on top), rendered by charts/tools' render command
+// with the Helm Go library, and waits until the scaler and every activator
+// replica are ready. repo is the repository's root.
+func InstallNemesis(ctx context.Context, client kubernetes.Interface, a Applier, repo string, n Nemesis) error {
 	if n.ActivatorReplicas == 0 {
 		n.ActivatorReplicas = 2
 	}
 	if n.PushInterval == 0 {
 		n.PushInterval = time.Second
 	}
-	m, err := render(nemesisTemplate, n)
+	m, err := RenderChart(ctx, repo, n)
 	if err != nil {
 		return err
 	}
@@ -125,6 +128,54 @@ func InstallNemesis(ctx context.Context, client kubernetes.Interface, a Applier,
 		return err
 	}
 	return WaitReady(ctx, client, "nemesis", "nemesis-activator", n.ActivatorReplicas)
+}
+
+// RenderChart renders the chart for n as release "nemesis" in namespace
+// "nemesis", the Namespace included.
+func RenderChart(ctx context.Context, repo string, n Nemesis) ([]byte, error) {
+	var routes struct {
+		Routes []any `yaml:"routes"`
+	}
+	if err := yaml.Unmarshal([]byte(n.ActivatorConfig), &routes); err != nil {
+		return nil, fmt.Errorf("activator config: %w", err)
+	}
+	repository, tag, _ := strings.Cut(n.Image, ":")
+	values := map[string]any{
+		"image":      map[string]any{"repository": repository, "tag": tag},
+		"prometheus": map[string]any{"url": n.PrometheusURL},
+		"scaler": map[string]any{
+			"pushInterval": n.PushInterval.String(),
+			"rules":        map[string]any{"ruleSets": []any{}, "files": map[string]string{"rules.yaml": n.Rules}},
+		},
+		"activator": map[string]any{"replicas": n.ActivatorReplicas, "routes": routes.Routes},
+	}
+	b, err := yaml.Marshal(values)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp("", "nemesis-e2e-values-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	chart := filepath.Join(repo, "charts", "nemesis")
+	cmd := exec.CommandContext(ctx, "go", "-C", filepath.Join(repo, "charts", "tools"), "run", "./cmd/render",
+		"--chart", chart, "-f", filepath.Join(chart, "ci", "e2e-values.yaml"), "-f", f.Name(),
+		"--namespace", "nemesis", "--release", "nemesis", "--create-namespace")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("rendering the chart: %v\n%s", err, stderr.String())
+	}
+	return out, nil
 }
 
 // InstallApp creates the app's namespace and applies its manifests.
