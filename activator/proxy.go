@@ -512,7 +512,12 @@ func (x *exchange) roundTrip(c *upConn) (code int, reusable bool, err error) {
 			for k := range h {
 				delete(h, k)
 			}
-			if resp.nothingRead && c.reused && x.kind != bodyFixed && x.kind != bodyChunked {
+			// The request went out whole and the connection closed
+			// before any answer: the usual race with an idle timeout,
+			// but the backend may have begun the request. Like
+			// net/http's Transport, send it again only when that is
+			// safe: idempotent methods, or an idempotency key.
+			if resp.nothingRead && c.reused && x.kind != bodyFixed && x.kind != bodyChunked && idempotent(r) {
 				return 0, false, &retryableError{err: err, reused: true}
 			}
 			var ne net.Error
@@ -1187,4 +1192,14 @@ func containsFold(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// idempotent reports whether r may be sent twice: its method is
+// idempotent (RFC 9110, 9.2.2), or it carries an idempotency key.
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
 }

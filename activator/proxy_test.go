@@ -551,3 +551,82 @@ func TestProxyBodySizes(t *testing.T) {
 		}
 	}
 }
+
+// A reused upstream connection that closes after the whole request went out
+// and before any answer is retried for idempotent requests only: a POST
+// (an LLM generation) is not run twice.
+func TestProxyRetryOnlyIdempotent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	seen := map[string]int{} // method + path → requests received
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 1; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					mu.Lock()
+					seen[req.Method+" "+req.URL.Path]++
+					mu.Unlock()
+					if n == 2 { // the second request on a connection: close unanswered
+						return
+					}
+					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	h := startActivator(t, staticRoute("retry", ln.Addr().String()), Options{})
+	do := func(method, path string, header map[string]string) int {
+		req, _ := http.NewRequest(method, h.url+path, strings.NewReader("prompt"))
+		req.Host = "svc.example.com"
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		method, path string
+		header       map[string]string
+		wantCode     int
+		wantSeen     int
+	}{
+		{http.MethodPut, "/put", nil, http.StatusOK, 2},
+		{http.MethodPost, "/post", nil, http.StatusBadGateway, 1},
+		{http.MethodPost, "/keyed", map[string]string{"Idempotency-Key": "k1"}, http.StatusOK, 2},
+	} {
+		// Each case starts with a warm-up on a fresh connection, so that
+		// its request goes out on a reused one, which then closes.
+		if code := do(http.MethodGet, "/warm", nil); code != http.StatusOK {
+			t.Fatalf("warm-up: %d", code)
+		}
+		if code := do(tc.method, tc.path, tc.header); code != tc.wantCode {
+			t.Errorf("%s %s: status %d, want %d", tc.method, tc.path, code, tc.wantCode)
+		}
+		mu.Lock()
+		got := seen[tc.method+" "+tc.path]
+		mu.Unlock()
+		if got != tc.wantSeen {
+			t.Errorf("%s %s reached the backend %d times, want %d", tc.method, tc.path, got, tc.wantSeen)
+		}
+	}
+}
