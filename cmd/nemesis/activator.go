@@ -43,7 +43,11 @@ type activatorConfig struct {
 }
 
 func parseActivatorFlags(args []string, stderr io.Writer) (*activatorConfig, error) {
-	c := &activatorConfig{prom: metrics.ClientConfig{Headers: map[string]string{}}}
+	// The metric policy refreshes each route's query on its own schedule
+	// (refresh, which may be under the scaler's 2 s default cache): no
+	// result cache, so that every refresh reads Prometheus. Concurrent
+	// identical queries are still sent once.
+	c := &activatorConfig{prom: metrics.ClientConfig{Headers: map[string]string{}, CacheTTL: -1}}
 	fs := flag.NewFlagSet("nemesis activator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.config, "config", "", "activator configuration file (routes); reloaded on change (required)")

@@ -247,3 +247,15 @@ func TestScalerLifecycle(t *testing.T) {
 		t.Errorf("gRPC port %s still open after exit", grpcAddr)
 	}
 }
+
+// The activator's Prometheus client keeps no result cache: a metric route's
+// refresh may be shorter than the scaler's 2 s default.
+func TestActivatorPrometheusNoCache(t *testing.T) {
+	cfg, err := parseActivatorFlags([]string{"--config", "x.yaml", "--prometheus-url", "http://prom:9090"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.prom.CacheTTL >= 0 {
+		t.Fatalf("activator Prometheus cache TTL %v, want disabled (negative)", cfg.prom.CacheTTL)
+	}
+}
