@@ -148,7 +148,10 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	if kubeErr != nil && (cfg.kubeconfig != "" || cfg.activatorSvc.name != "") {
 		return usageError("%v", kubeErr)
 	}
-	var targets *kube.ScaleTargets
+	var (
+		targets *kube.ScaleTargets
+		kc      kubernetes.Interface // for --activator-service too
+	)
 	if kubeErr == nil {
 		// One scale subresource read per ScaledObject per second
 		// (ScaleTTL) would exceed client-go's default of 5 requests/s
@@ -158,6 +161,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return usageError("%v", err)
 		}
+		kc = clients.Kube
 		targets = kube.NewScaleTargets(clients, kube.ScaleTargetsOptions{Logger: logger.With("component", "kube"), Registerer: reg})
 	} else if uses := ruleSetsUsing(store.Current(), (*rules.RuleSet).UsesScaleTarget); len(uses) > 0 {
 		logger.Warn("rule sets use current or ready, but the scaler has no Kubernetes access (no --kubeconfig, not in a cluster): they will fail (onError applies)", "ruleSets", uses, "err", kubeErr)
@@ -199,10 +203,6 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	case len(cfg.activators) > 0:
 		sources = demand.StaticSources(cfg.activators)
 	case cfg.activatorSvc.name != "":
-		kc, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return usageError("kubernetes client: %v", err)
-		}
 		services = kube.NewServiceEndpoints(kc, logger.With("component", "kube"), reg)
 		urls := services.URLs(cfg.activatorSvc.namespace, cfg.activatorSvc.name, cfg.activatorSvc.port, "http")
 		defer urls.Close()

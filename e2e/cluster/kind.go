@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -256,7 +257,7 @@ func (p *portForwards) restart(_ context.Context, namespace, name string, port i
 		// "Forwarding from 127.0.0.1:41234 -> 9400"
 		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "Forwarding" && strings.HasPrefix(f[2], "127.0.0.1:") {
 			p.cmds[key], p.addrs[key] = cmd, f[2]
-			go func() { _, _ = bufio.NewReader(out).WriteTo(discard{}) }()
+			go func() { _, _ = io.Copy(io.Discard, out) }()
 			return f[2], nil
 		}
 	}
@@ -273,7 +274,3 @@ func (p *portForwards) stop() {
 		_ = c.Wait()
 	}
 }
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }

@@ -175,10 +175,6 @@ func (l *Local) Start(ctx context.Context) (c *Cluster, err error) {
 	if err := os.WriteFile(tokenFile, []byte(token+",admin,admin,system:masters\n"), 0o600); err != nil {
 		return nil, err
 	}
-	adminTokenFile := filepath.Join(pki, "admin.token")
-	if err := os.WriteFile(adminTokenFile, []byte(token), 0o600); err != nil {
-		return nil, err
-	}
 	server := fmt.Sprintf("https://%s:%d", hostIP, apiPort)
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	if err := writeKubeconfig(kubeconfig, server, ca.certPEM, token); err != nil {

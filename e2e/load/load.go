@@ -17,14 +17,14 @@ type Generator struct {
 	Host   string
 	Client *http.Client
 
-	ok, failed atomic.Int64
-	inflight   atomic.Int64
+	inflight atomic.Int64
 
-	mu       sync.Mutex
-	errs     map[string]int
-	lat      []time.Duration
-	first    time.Time // first response
-	firstSet bool
+	mu         sync.Mutex
+	ok, failed int64
+	errs       map[string]int
+	lat        []time.Duration
+	first      time.Time // first response
+	firstSet   bool
 }
 
 // NewGenerator returns a Generator with its own connection pool.
@@ -64,11 +64,11 @@ func (g *Generator) Do(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err != nil {
-		g.failed.Add(1)
+		g.failed++
 		g.errs[err.Error()]++
 		return err
 	}
-	g.ok.Add(1)
+	g.ok++
 	g.lat = append(g.lat, time.Since(start))
 	if !g.firstSet {
 		g.first, g.firstSet = time.Now(), true
@@ -121,7 +121,7 @@ type Stats struct {
 func (g *Generator) Stats() Stats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	s := Stats{OK: g.ok.Load(), Failed: g.failed.Load(), Errors: map[string]int{}, FirstResponse: g.first}
+	s := Stats{OK: g.ok, Failed: g.failed, Errors: map[string]int{}, FirstResponse: g.first}
 	for k, v := range g.errs {
 		s.Errors[k] = v
 	}
