@@ -69,20 +69,16 @@ func (s *serviceProxies) address(_ context.Context, namespace, name string, port
 			}
 			go func() {
 				defer c.Close()
-				// Like kube-proxy, a connection that finds no endpoint
-				// is refused (closed); wait briefly for one to appear.
+				// Like kube-proxy, a connection that finds no ready
+				// endpoint is refused (closed) at once.
+				mu.Lock()
 				var target string
-				for i := 0; i < 50 && target == ""; i++ {
-					mu.Lock()
-					if len(ready) > 0 {
-						target = ready[rand.IntN(len(ready))]
-					}
-					mu.Unlock()
-					if target == "" {
-						time.Sleep(100 * time.Millisecond)
-					}
+				if len(ready) > 0 {
+					target = ready[rand.IntN(len(ready))]
 				}
+				mu.Unlock()
 				if target == "" {
+					s.logger.Debug("service proxy: no ready endpoint", "service", key)
 					return
 				}
 				u, err := net.DialTimeout("tcp", target, 5*time.Second)
