@@ -30,7 +30,7 @@ func testLogger(t testing.TB) *slog.Logger {
 type harness struct {
 	a   *Activator
 	reg *prometheus.Registry
-	srv *http.Server
+	srv *Server
 	url string // http://127.0.0.1:port
 }
 

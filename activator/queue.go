@@ -19,6 +19,7 @@ const (
 // waiter is one request held in a route's queue.
 type waiter struct {
 	released   chan struct{} // closed when an endpoint is ready or the route is gone
+	wake       func()        // called after released is closed; may be nil
 	prev, next *waiter
 	queued     bool
 }
@@ -67,6 +68,9 @@ func (q *waitQueue) releaseAll() {
 		next := w.next
 		w.prev, w.next, w.queued = nil, nil, false
 		close(w.released)
+		if w.wake != nil {
+			w.wake()
+		}
 		w = next
 	}
 	q.head, q.tail, q.n = nil, nil, 0
@@ -78,16 +82,10 @@ func (q *waitQueue) releaseAll() {
 // when the client went away, statusRouteGone when a reload removed or
 // replaced the route.
 func (r *route) waitReady(ctx context.Context) ([]*Endpoint, int) {
-	var (
-		start    time.Time
-		deadline time.Time
-		timer    *time.Timer
-	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	// A request served by the activator's own server waits on its own
+	// goroutine, reading its connection (see serverConn.hold).
+	hc, _ := ctx.Value(serverConnKey{}).(*serverConn)
+	var start, deadline time.Time
 	for {
 		r.mu.Lock()
 		if r.closed {
@@ -103,23 +101,24 @@ func (r *route) waitReady(ctx context.Context) ([]*Endpoint, int) {
 			return nil, 503
 		}
 		w := &waiter{released: make(chan struct{})}
+		if hc != nil {
+			w.wake = hc.wakeFn
+		}
 		r.queue.push(w)
 		r.mu.Unlock()
 
-		now := time.Now()
-		if timer == nil {
-			start, deadline = now, now.Add(r.cfg.Queue.Timeout)
-			timer = time.NewTimer(r.cfg.Queue.Timeout)
+		if start.IsZero() {
+			start = time.Now()
+			deadline = start.Add(r.cfg.Queue.Timeout)
 		}
 		r.m.queued.Inc()
 		r.a.demand.Add(r.ns, r.svc, 0, 1)
-		code := 0
-		select {
-		case <-w.released:
-		case <-timer.C:
-			code = 504
-		case <-ctx.Done():
-			code = statusClientGone
+		code, held := 0, false
+		if hc != nil {
+			code, held = hc.hold(w.released, deadline)
+		}
+		if !held {
+			code = waitReleased(ctx, w.released, deadline)
 		}
 		if code != 0 {
 			r.mu.Lock()
@@ -143,5 +142,20 @@ func (r *route) waitReady(ctx context.Context) ([]*Endpoint, int) {
 			r.m.queueWait.Observe(time.Since(start).Seconds())
 			return nil, 504
 		}
+	}
+}
+
+// waitReleased waits for released, the deadline or ctx: 0, 504 or
+// statusClientGone.
+func waitReleased(ctx context.Context, released <-chan struct{}, deadline time.Time) int {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-released:
+		return 0
+	case <-t.C:
+		return 504
+	case <-ctx.Done():
+		return statusClientGone
 	}
 }

@@ -416,26 +416,10 @@ func (a *Activator) Handler() http.Handler {
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
 }
 
-// Server returns an http.Server for Handler with the limits of the
-// options, serving HTTP/1.1 and h2c (HTTP/2 without TLS, prior knowledge).
-func (a *Activator) Server() *http.Server {
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	return &http.Server{
-		Handler:           a.Handler(),
-		ReadHeaderTimeout: a.opts.ReadHeaderTimeout,
-		IdleTimeout:       a.opts.IdleTimeout,
-		MaxHeaderBytes:    a.opts.MaxHeaderBytes,
-		Protocols:         &protocols,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
-	}
-}
-
 // Shutdown stops srv gracefully: no new connections, then in-flight and
 // held requests finish, upgraded connections too, until ctx ends; then
 // whatever is left is closed.
-func (a *Activator) Shutdown(ctx context.Context, srv *http.Server) error {
+func (a *Activator) Shutdown(ctx context.Context, srv *Server) error {
 	err := srv.Shutdown(ctx)
 	upgrades := make(chan struct{})
 	go func() { a.upgrades.Wait(); close(upgrades) }()
