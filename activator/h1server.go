@@ -53,6 +53,7 @@ type Server struct {
 	h2Start sync.Once
 	h2Done  chan struct{} // closed when h2.Serve returns
 
+	watcher    *connWatcher // nil where connections cannot be watched without a goroutine
 	inShutdown atomic.Bool
 	date       atomic.Pointer[dateLine]
 	pools      bufferPools
@@ -74,6 +75,7 @@ func (a *Activator) Server() *Server {
 		idleTimeout:       a.opts.IdleTimeout,
 		maxHeaderBytes:    a.opts.MaxHeaderBytes,
 		h2l:               newHandoffListener(),
+		watcher:           newConnWatcher(a.logger),
 		h2Done:            make(chan struct{}),
 		listeners:         map[net.Listener]struct{}{},
 		conns:             map[*serverConn]struct{}{},
@@ -131,6 +133,15 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// serveConn serves one connection on the calling goroutine (tests, fuzzing).
+func (s *Server) serveConn(nc net.Conn) {
+	if c := s.newConn(nc); c != nil {
+		c.serve()
+	} else {
+		nc.Close()
+	}
+}
+
 // Shutdown stops accepting, closes idle connections, lets every request
 // finish (a connection closes after its response) and waits until no
 // connection is left or ctx ends. Upgraded connections are the Activator's
@@ -151,6 +162,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
+	s.watcher.close()
 	return <-h2err
 }
 
@@ -160,11 +172,19 @@ func (s *Server) Close() error {
 	s.closeListeners()
 	err := s.h2.Close()
 	s.mu.Lock()
+	conns := make([]*serverConn, 0, len(s.conns))
 	for c := range s.conns {
 		c.state.Store(connClosed)
 		c.nc.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	// A parked request's descriptor left the epoll set as it closed,
+	// without an event: end it here.
+	for _, c := range conns {
+		c.parkGone()
+	}
+	s.watcher.close()
 	return err
 }
 
@@ -305,6 +325,7 @@ type serverConn struct {
 	values     map[string]string
 	lastTarget string
 	lastHost   string
+	served     int // requests read on this connection before this one
 
 	// Watching for the client going away while a request runs.
 	watchMu    sync.Mutex
@@ -314,8 +335,10 @@ type serverConn struct {
 	watchDone  chan struct{}
 	stopRead   func()
 	bodyDone   atomic.Bool // the request body was read to its end
-	holding    bool        // hold is reading the connection
-	wakeFn     func()      // c.wake, made once
+	park       parking
+	heldSince  time.Time // when the request parked; zero if it did not
+	holding    bool      // hold is reading the connection
+	wakeFn     func()    // c.wake, made once
 	hijacked   bool
 	closeAfter bool // the connection closes after this response
 }
@@ -341,11 +364,25 @@ func (cr *connReader) Read(p []byte) (int, error) {
 }
 
 func (c *serverConn) serve() {
+	c.br = c.s.pools.reader(&c.cr)
+	c.run(parkNone, nil)
+}
+
+// run serves requests until the connection closes or a request parks.
+// A resumed connection (see resume) passes the outcome of its parked
+// request: released, it goes to the handler; timed out, it gets 504; its
+// client gone, the connection closes.
+func (c *serverConn) run(resumed int32, rt *route) {
+	parked := false
 	defer func() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			buf := make([]byte, 16<<10)
 			buf = buf[:runtime.Stack(buf, false)]
 			c.s.logger.Error("panic serving a request", "remote", c.remote, "panic", v, "stack", string(buf))
+		}
+		if parked {
+			c.parkLeft()
+			return
 		}
 		c.stopWatch()
 		c.cancel()
@@ -363,12 +400,31 @@ func (c *serverConn) serve() {
 		}
 		c.s.forget(c)
 	}()
-	c.br = c.s.pools.reader(&c.cr)
 	for {
-		if !c.nextRequest() {
+		switch resumed {
+		case parkNone:
+			if !c.nextRequest() {
+				return
+			}
+			if c.tryPark() {
+				parked = true
+				return
+			}
+			c.s.handler.ServeHTTP(&c.resp, c.req)
+		case parkReleased:
+			if c.routeGone(rt) {
+				c.answerParked(parkRouteGone, rt)
+				break
+			}
+			c.watchTimer.Reset(watchAfter)
+			c.s.handler.ServeHTTP(&c.resp, c.req)
+		case parkTimedOut, parkRouteGone:
+			c.answerParked(resumed, rt)
+		default: // parkGone
+			c.answerParked(resumed, rt)
 			return
 		}
-		c.s.handler.ServeHTTP(&c.resp, c.req)
+		resumed, rt = parkNone, nil
 		if c.hijacked {
 			return
 		}
@@ -402,6 +458,10 @@ func (c *serverConn) nextRequest() bool {
 	// The rest of the head gets ReadHeaderTimeout, unless it is here.
 	if c.br.Buffered() < 4 || !bytes.Contains(peekBuffered(c.br), []byte("\r\n\r\n")) {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.readHeaderTimeout))
+	}
+	c.heldSince = time.Time{}
+	if c.req.Method != "" {
+		c.served++
 	}
 	code, msg, h2c := c.readRequest()
 	if h2c {
@@ -749,6 +809,9 @@ func (c *serverConn) headerKey(b []byte) string {
 	}
 	k := textproto.CanonicalMIMEHeaderKey(string(b))
 	if c.keys == nil {
+		if c.served == 0 {
+			return k // a connection's first request: no cache yet
+		}
 		c.keys = map[string]string{}
 	}
 	if len(c.keys) < maxInternedHeaders {
@@ -765,6 +828,9 @@ func (c *serverConn) headerValue(key string, v []byte) string {
 	}
 	s := string(v)
 	if c.values == nil {
+		if c.served == 0 {
+			return s // a connection's first request: no cache yet
+		}
 		c.values = map[string]string{}
 	}
 	if _, ok := c.values[key]; ok || len(c.values) < maxInternedHeaders {
@@ -1197,7 +1263,7 @@ func (w *response) writeHead() {
 			delete(w.header, "Content-Length")
 		}
 	}
-	if cv := w.header["Connection"]; cv != nil && headerHasToken(cv, "close") {
+	if cv := w.header["Connection"]; (cv != nil && headerHasToken(cv, "close")) || c.s.inShutdown.Load() {
 		c.closeAfter = true
 	}
 	if !w.noBody && w.contentLength < 0 {

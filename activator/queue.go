@@ -18,7 +18,7 @@ const (
 
 // waiter is one request held in a route's queue.
 type waiter struct {
-	released   chan struct{} // closed when an endpoint is ready or the route is gone
+	released   chan struct{} // closed when an endpoint is ready or the route is gone; nil for a parked request
 	wake       func()        // called after released is closed; may be nil
 	prev, next *waiter
 	queued     bool
@@ -67,7 +67,9 @@ func (q *waitQueue) releaseAll() {
 	for w := q.head; w != nil; {
 		next := w.next
 		w.prev, w.next, w.queued = nil, nil, false
-		close(w.released)
+		if w.released != nil {
+			close(w.released)
+		}
 		if w.wake != nil {
 			w.wake()
 		}

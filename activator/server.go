@@ -349,6 +349,9 @@ func (a *Activator) Config() *Config { return a.table.Load().cfg }
 // ServeHTTP routes and proxies one request.
 func (a *Activator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if hc, ok := r.Context().Value(serverConnKey{}).(*serverConn); ok && !hc.heldSince.IsZero() {
+		start = hc.heldSince // the request was parked: its time counts
+	}
 	rt := a.table.Load().router.match(r.Host, r.URL.Path, r.Header)
 	if rt == nil {
 		a.m.unmatched.Inc()
