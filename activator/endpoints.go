@@ -101,6 +101,8 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 		ep := r.all[addr]
 		if ep == nil {
 			ep = r.newEndpoint(addr)
+		} else {
+			ep.pool.reuse() // ready again after terminating
 		}
 		next[addr] = ep
 		readyList = append(readyList, ep)

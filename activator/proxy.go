@@ -208,6 +208,15 @@ func (p *connPool) closeIdle() {
 	}
 }
 
+// reuse lets connections go back idle again (the endpoint is ready).
+func (p *connPool) reuse() {
+	p.mu.Lock()
+	if !p.closed {
+		p.noReuse = false
+	}
+	p.mu.Unlock()
+}
+
 // close closes the idle connections; those in use close when returned.
 func (p *connPool) close() {
 	p.mu.Lock()

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -167,6 +169,37 @@ func TestTerminatingEndpoints(t *testing.T) {
 	}
 	if v, _ := metricValue(t, h.reg, "nemesis_activator_endpoints", map[string]string{"route": "cold", "state": "terminating"}); v != 1 {
 		t.Errorf("terminating endpoints gauge %v", v)
+	}
+}
+
+// TestReadyAgainReusesConnections: an endpoint that was terminating and is
+// ready again gets its connections kept alive again.
+func TestReadyAgainReusesConnections(t *testing.T) {
+	var dials atomic.Int64
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	be.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	be.Start()
+	t.Cleanup(be.Close)
+	svc := newFakeServices()
+	svc.set("ml", "chat", 8000, []string{hostOf(be)}, nil)
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 10, "10s"), Options{Services: svc})
+	if code, _, _ := get(t, nil, h.url, nil); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	svc.set("ml", "chat", 8000, nil, []string{hostOf(be)})
+	svc.set("ml", "chat", 8000, []string{hostOf(be)}, nil)
+	before := dials.Load()
+	for range 5 {
+		if code, _, _ := get(t, nil, h.url, nil); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if n := dials.Load() - before; n != 1 {
+		t.Errorf("5 sequential requests after the endpoint was ready again opened %d connections, want 1", n)
 	}
 }
 
