@@ -5,13 +5,17 @@
 //
 // It starts a small Go backend (this program, re-executed), nginx (Debian's,
 // one worker, keep-alive upstream) and `nemesis activator` with a static
-// route to the backend, drives each with the same wrk load, and prints
-// throughput and latency percentiles with their ratios to nginx. Absolute
-// numbers drift between runs and machines; the ratios are what to compare.
+// route to the backend, drives each with the same wrk load, --rounds times
+// in turn, and prints each run's throughput and latency percentiles and the
+// ratio of the medians. Absolute numbers drift between runs and machines;
+// the ratios are what to compare.
 //
-// It also measures the latency the activator adds at half of its peak
-// throughput (an open-loop load at a fixed rate, against the backend directly
-// and through the activator; the load generator shares the two cores, so
-// this overstates what a separate client would see), and with --soak the
-// activator's memory over a sustained run.
+// It also measures the latency each adds at half of the activator's median
+// peak: an open-loop load at a fixed rate (raw TCP, latency counted from
+// each request's due time, so stalls are not hidden) against the backend
+// directly, through nginx and through the activator. The load generator
+// shares the two cores with the rest, so this overstates what a separate
+// client would see, for nginx as for the activator. With --soak it also
+// reports the activator's memory over a sustained run. It exits non-zero
+// if any request failed.
 package main

@@ -1,11 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -59,6 +60,7 @@ type options struct {
 	connections int
 	threads     int
 	soak        time.Duration
+	rounds      int
 }
 
 func run(ctx context.Context) error {
@@ -67,6 +69,7 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run")
 	flag.IntVar(&o.connections, "connections", 32, "wrk connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.IntVar(&o.rounds, "rounds", 3, "wrk rounds over the three targets; the ratios use the medians")
 	flag.DurationVar(&o.soak, "soak", 0, "also run the activator at full load this long and report its memory over time (e.g. 5m)")
 	flag.Parse()
 	for _, bin := range []string{"wrk", "nginx"} {
@@ -115,37 +118,65 @@ func run(ctx context.Context) error {
 		}
 	}
 
-	fmt.Printf("wrk -t%d -c%d -d%v on loopback, one run each, same machine (2 cores shared by wrk, proxy and backend)\n\n", o.threads, o.connections, o.duration)
+	fmt.Printf("wrk -t%d -c%d -d%v on loopback, %d rounds of direct, nginx, activator in turn; same machine (2 cores shared by wrk, proxy and backend)\n\n",
+		o.threads, o.connections, o.duration, o.rounds)
 	targets := []struct{ name, addr string }{{"direct", backend}, {"nginx", nginxAddr}, {"activator", activator}}
-	results := map[string]wrkResult{}
-	for _, t := range targets {
-		r, err := runWrk(ctx, o, "http://"+t.addr+"/")
-		if err != nil {
-			return fmt.Errorf("wrk against %s: %w", t.name, err)
+	results := map[string][]wrkResult{}
+	fmt.Printf("%-6s %-10s %12s %8s %10s %10s %8s\n", "round", "target", "req/s", "×nginx", "p50", "p99", "errors")
+	for round := 1; round <= o.rounds; round++ {
+		var ng float64
+		for _, t := range targets {
+			r, err := runWrk(ctx, o, "http://"+t.addr+"/")
+			if err != nil {
+				return fmt.Errorf("wrk against %s: %w", t.name, err)
+			}
+			results[t.name] = append(results[t.name], r)
+			if t.name == "nginx" {
+				ng = r.rps
+			}
+			ratio := "-"
+			if ng > 0 {
+				ratio = fmt.Sprintf("%.2f", r.rps/ng)
+			}
+			fmt.Printf("%-6d %-10s %12.0f %8s %10v %10v %8d\n", round, t.name, r.rps, ratio, r.p50, r.p99, r.errors)
 		}
-		results[t.name] = r
 	}
-	ng := results["nginx"]
-	fmt.Printf("%-10s %12s %8s %10s %10s %10s\n", "target", "req/s", "×nginx", "p50", "p99", "errors")
-	for _, t := range targets {
-		r := results[t.name]
-		fmt.Printf("%-10s %12.0f %8.2f %10v %10v %10d\n", t.name, r.rps, r.rps/ng.rps, r.p50, r.p99, r.errors)
+	median := func(name string) float64 {
+		v := make([]float64, 0, o.rounds)
+		for _, r := range results[name] {
+			v = append(v, r.rps)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	fmt.Printf("\nmedian req/s: direct %.0f, nginx %.0f, activator %.0f: activator/nginx %.2f, activator/direct %.2f\n",
+		median("direct"), median("nginx"), median("activator"), median("activator")/median("nginx"), median("activator")/median("direct"))
+	errs := 0
+	for _, rs := range results {
+		for _, r := range rs {
+			errs += r.errors
+		}
 	}
 
-	// Added latency at half of the activator's peak.
-	rate := results["activator"].rps / 2
-	fmt.Printf("\nopen-loop load at %.0f req/s (half the activator's peak) for %v:\n", rate, o.duration)
-	direct, err := openLoop(ctx, "http://"+backend+"/", rate, o.duration, o.connections)
-	if err != nil {
-		return err
+	// Added latency at half of the activator's peak, open loop.
+	rate := median("activator") / 2
+	fmt.Printf("\nopen loop at %.0f req/s (half the activator's median peak), %d connections, %v each:\n", rate, o.connections, o.duration)
+	loops := map[string]loopResult{}
+	for _, t := range targets {
+		r, err := openLoop(ctx, t.addr, rate, o.duration, o.connections)
+		if err != nil {
+			return err
+		}
+		loops[t.name] = r
+		errs += r.errors
+		fmt.Printf("%-10s p50 %-10v p99 %-10v p99.9 %-10v sent %d errors %d\n", t.name,
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.p999.Round(time.Microsecond), r.sent, r.errors)
 	}
-	through, err := openLoop(ctx, "http://"+activator+"/", rate, o.duration, o.connections)
-	if err != nil {
-		return err
+	fmt.Printf("added p99 over direct: nginx %v, activator %v\n",
+		(loops["nginx"].p99 - loops["direct"].p99).Round(time.Microsecond), (loops["activator"].p99 - loops["direct"].p99).Round(time.Microsecond))
+	if errs > 0 {
+		return fmt.Errorf("%d requests failed", errs)
 	}
-	fmt.Printf("%-10s p50 %v  p99 %v  sent %d  errors %d\n", "direct", direct.p50, direct.p99, direct.sent, direct.errors)
-	fmt.Printf("%-10s p50 %v  p99 %v  sent %d  errors %d\n", "activator", through.p50, through.p99, through.sent, through.errors)
-	fmt.Printf("added p99: %v\n", through.p99-direct.p99)
 
 	if o.soak > 0 {
 		fmt.Printf("\nsoak: activator at full load for %v, RSS every %v:\n", o.soak, o.soak/10)
@@ -334,63 +365,106 @@ func runWrk(ctx context.Context, o options, url string) (wrkResult, error) {
 }
 
 type loopResult struct {
-	p50, p99     time.Duration
-	sent, errors int
+	p50, p99, p999 time.Duration
+	sent, errors   int
 }
 
-// openLoop sends requests at a fixed rate, whatever the latency, over a
-// pool of keep-alive connections, and records each request's latency from
-// its scheduled start, so that a stall shows instead of slowing the load.
-func openLoop(ctx context.Context, url string, rate float64, d time.Duration, conns int) (loopResult, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: conns * 4, MaxConnsPerHost: conns * 4}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+// openLoop sends GET / to addr at a fixed rate, whatever the latency, over
+// conns keep-alive connections: request i is due at start + i/rate and
+// goes out on connection i mod conns as soon as it is due and that
+// connection's previous request is answered. Each latency counts from the
+// due time, so a stall shows instead of slowing the load (no coordinated
+// omission). The client is raw TCP with one pre-built request and a
+// minimal response reader, so that its own cost on the shared cores stays
+// small.
+func openLoop(ctx context.Context, addr string, rate float64, d time.Duration, conns int) (loopResult, error) {
+	req := []byte("GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: proxybench\r\n\r\n")
+	n := int(rate * d.Seconds())
 	interval := time.Duration(float64(time.Second) / rate)
+	lat := make([]time.Duration, n)
 	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		errs      atomic.Int64
-		wg        sync.WaitGroup
+		errs  atomic.Int64
+		wg    sync.WaitGroup
+		first atomic.Value
 	)
-	sem := make(chan struct{}, conns*4)
-	start := time.Now()
-	n := int(d / interval)
-	for i := range n {
-		due := start.Add(time.Duration(i) * interval)
-		if w := time.Until(due); w > 0 {
-			time.Sleep(w)
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		sem <- struct{}{}
+	start := time.Now().Add(100 * time.Millisecond)
+	for ci := range conns {
 		wg.Go(func() {
-			defer func() { <-sem }()
-			resp, err := client.Get(url)
-			if err == nil {
-				_, err = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					err = errors.New(resp.Status)
-				}
-			}
-			lat := time.Since(due)
+			nc, err := net.Dial("tcp", addr)
 			if err != nil {
+				first.CompareAndSwap(nil, err)
 				errs.Add(1)
 				return
 			}
-			mu.Lock()
-			latencies = append(latencies, lat)
-			mu.Unlock()
+			defer nc.Close()
+			br := bufio.NewReaderSize(nc, 16<<10)
+			for i := ci; i < n && ctx.Err() == nil; i += conns {
+				due := start.Add(time.Duration(i) * interval)
+				if w := time.Until(due); w > 0 {
+					time.Sleep(w)
+				}
+				_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := nc.Write(req); err != nil {
+					first.CompareAndSwap(nil, err)
+					errs.Add(int64((n - i + conns - 1) / conns))
+					return
+				}
+				if err := readOK(br); err != nil {
+					first.CompareAndSwap(nil, err)
+					errs.Add(int64((n - i + conns - 1) / conns))
+					return
+				}
+				lat[i] = time.Since(due)
+			}
 		})
 	}
 	wg.Wait()
-	if len(latencies) == 0 {
-		return loopResult{}, fmt.Errorf("open loop against %s: no request succeeded", url)
+	var got []time.Duration
+	for _, l := range lat {
+		if l > 0 {
+			got = append(got, l)
+		}
 	}
-	slices.Sort(latencies)
-	pct := func(p float64) time.Duration { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
-	return loopResult{p50: pct(0.50), p99: pct(0.99), sent: n, errors: int(errs.Load())}, nil
+	if len(got) == 0 {
+		return loopResult{}, fmt.Errorf("open loop against %s: no request succeeded: %v", addr, first.Load())
+	}
+	slices.Sort(got)
+	pct := func(p float64) time.Duration { return got[min(len(got)-1, int(p*float64(len(got))))] }
+	return loopResult{p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), sent: n, errors: int(errs.Load())}, nil
+}
+
+// readOK reads one response and fails unless it is a 200 with a
+// Content-Length body.
+func readOK(br *bufio.Reader) error {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
+		return fmt.Errorf("response %q", bytes.TrimSpace(line))
+	}
+	length := -1
+	for {
+		line, err = br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+			length, err = strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if length < 0 {
+		return errors.New("response without Content-Length")
+	}
+	_, err = br.Discard(length)
+	return err
 }
 
 func rssKiB(pid int) (int, error) {
