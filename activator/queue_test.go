@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 const serviceRoute = `routes:
@@ -28,10 +30,17 @@ func queued(t testing.TB, h *harness) float64 {
 }
 
 func TestReleaseOnReadiness(t *testing.T) {
+	for _, mode := range holdModes() {
+		t.Run(mode.name, func(t *testing.T) { testReleaseOnReadiness(t, mode.opts, mode.wantWatched) })
+	}
+}
+
+func testReleaseOnReadiness(t *testing.T, opts Options, wantWatched int) {
 	be := backend(t, "warm")
 	svc := newFakeServices()
 	demand := newFakeDemand()
-	h := startActivator(t, fmt.Sprintf(serviceRoute, 100, "10s"), Options{Services: svc, Demand: demand})
+	opts.Services, opts.Demand = svc, demand
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 100, "10s"), opts)
 
 	const n = 5
 	results := make(chan string, n)
@@ -42,6 +51,9 @@ func TestReleaseOnReadiness(t *testing.T) {
 		}()
 	}
 	eventually(t, "requests queued", func() bool { return queued(t, h) == n })
+	if got := h.srv.watcher.watched(); got != n*wantWatched {
+		t.Errorf("%d connections watched by epoll, want %d", got, n*wantWatched)
+	}
 	if _, q := demand.get("ml/chat"); q != n {
 		t.Errorf("demand queued = %d, want %d", q, n)
 	}
@@ -64,12 +76,41 @@ func TestReleaseOnReadiness(t *testing.T) {
 	if v, _ := metricValue(t, h.reg, "nemesis_activator_queue_wait_seconds", map[string]string{"route": "cold"}); v != n {
 		t.Errorf("queue_wait_seconds count %v, want %d", v, n)
 	}
+	if v, _ := metricValue(t, h.reg, "nemesis_activator_requests_total", map[string]string{"route": "cold", "code": "200"}); v != n {
+		t.Errorf("requests_total{code=200} %v, want %d", v, n)
+	}
+}
+
+// holdModes are the two ways a request is held: parked without a
+// goroutine (the default), and waiting on its own goroutine (with tracing
+// on, so that the server span covers the wait). wantWatched is how many
+// connections the epoll watcher has while one request is held.
+func holdModes() []struct {
+	name        string
+	opts        Options
+	wantWatched int
+} {
+	return []struct {
+		name        string
+		opts        Options
+		wantWatched int
+	}{
+		{"parked", Options{}, watchedWhenParked},
+		{"goroutine", Options{TracerProvider: sdktrace.NewTracerProvider()}, 0},
+	}
 }
 
 func TestQueueFullTimeoutCancel(t *testing.T) {
+	for _, mode := range holdModes() {
+		t.Run(mode.name, func(t *testing.T) { testQueueFullTimeoutCancel(t, mode.opts, mode.wantWatched) })
+	}
+}
+
+func testQueueFullTimeoutCancel(t *testing.T, base Options, wantWatched int) {
 	svc := newFakeServices()
+	opts := func() Options { o := base; o.Services = svc; return o }
 	t.Run("full", func(t *testing.T) {
-		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "10s"), Options{Services: svc})
+		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "10s"), opts())
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		for range 2 {
@@ -87,7 +128,7 @@ func TestQueueFullTimeoutCancel(t *testing.T) {
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "100ms"), Options{Services: svc})
+		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "100ms"), opts())
 		start := time.Now()
 		code, body, _ := get(t, nil, h.url, nil)
 		if code != 504 || time.Since(start) < 100*time.Millisecond {
@@ -99,7 +140,9 @@ func TestQueueFullTimeoutCancel(t *testing.T) {
 	})
 	t.Run("client gone", func(t *testing.T) {
 		demand := newFakeDemand()
-		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "10s"), Options{Services: svc, Demand: demand})
+		o := opts()
+		o.Demand = demand
+		h := startActivator(t, fmt.Sprintf(serviceRoute, 2, "10s"), o)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -110,6 +153,9 @@ func TestQueueFullTimeoutCancel(t *testing.T) {
 			}
 		}()
 		eventually(t, "queued", func() bool { return queued(t, h) == 1 })
+		if n := h.srv.watcher.watched(); n != wantWatched {
+			t.Errorf("%d connections watched by epoll while one request is held, want %d", n, wantWatched)
+		}
 		cancel()
 		<-done
 		eventually(t, "removed from the queue", func() bool { return queued(t, h) == 0 })
@@ -122,7 +168,7 @@ func TestQueueFullTimeoutCancel(t *testing.T) {
 		}
 	})
 	t.Run("no queue", func(t *testing.T) {
-		h := startActivator(t, fmt.Sprintf(serviceRoute, 0, "10s"), Options{Services: svc})
+		h := startActivator(t, fmt.Sprintf(serviceRoute, 0, "10s"), opts())
 		if code, _, hdr := get(t, nil, h.url, nil); code != 503 || hdr.Get("Retry-After") == "" {
 			t.Errorf("size 0: %d", code)
 		}

@@ -165,3 +165,13 @@ func (w *connWatcher) close() {
 		syscall.Close(w.wake[1])
 	}
 }
+
+// watched returns how many connections are watched.
+func (w *connWatcher) watched() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.conns)
+}
+
+// watchedWhenParked is what watched returns with one request parked.
+const watchedWhenParked = 1
