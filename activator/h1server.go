@@ -524,12 +524,12 @@ func (c *serverConn) readRequest() (code int, msg string, h2c bool) {
 	if err != nil {
 		return c.headError(err)
 	}
-	if string(line) == "PRI * HTTP/2.0" {
-		return 0, "", true
+	if c.served == 0 && string(line) == "PRI * HTTP/2.0" {
+		return 0, "", true // h2c prior knowledge: only as a connection's first bytes
 	}
 	method, rest, ok1 := bytes.Cut(line, []byte(" "))
 	target, proto, ok2 := bytes.Cut(rest, []byte(" "))
-	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || !validToken(method) {
+	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || !validToken(method) || !validTarget(target) {
 		return http.StatusBadRequest, "malformed request line", false
 	}
 	r := c.req
@@ -539,10 +539,10 @@ func (c *serverConn) readRequest() (code int, msg string, h2c bool) {
 	case "HTTP/1.0":
 		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
 	default:
-		if bytes.HasPrefix(proto, []byte("HTTP/")) {
+		if len(proto) == 8 && bytes.HasPrefix(proto, []byte("HTTP/")) && isDigit(proto[5]) && proto[6] == '.' && isDigit(proto[7]) {
 			return http.StatusHTTPVersionNotSupported, "unsupported protocol version", false
 		}
-		return http.StatusBadRequest, "malformed request line", false
+		return http.StatusBadRequest, "malformed HTTP version", false
 	}
 	r.Method = internMethod(method)
 	if string(target) != c.lastTarget {
@@ -615,6 +615,9 @@ func (c *serverConn) readRequest() (code int, msg string, h2c bool) {
 				}
 			}
 		case "Expect":
+			if r.ProtoMinor == 0 {
+				continue // HTTP/1.0: ignored (RFC 9110, 10.1.1)
+			}
 			if !bytes.EqualFold(vb, []byte("100-continue")) {
 				return http.StatusExpectationFailed, "unsupported Expect", false
 			}
@@ -658,7 +661,11 @@ func (c *serverConn) readRequest() (code int, msg string, h2c bool) {
 		if decl := h["Trailer"]; decl != nil {
 			r.Trailer = http.Header{}
 			for _, k := range hopTokens(decl) {
-				r.Trailer[textproto.CanonicalMIMEHeaderKey(k)] = nil
+				key := textproto.CanonicalMIMEHeaderKey(k)
+				if !validToken([]byte(k)) || forbiddenTrailer(key) {
+					return http.StatusBadRequest, "bad trailer name", false
+				}
+				r.Trailer[key] = nil
 			}
 			delete(h, "Trailer")
 		}
@@ -761,6 +768,31 @@ func validToken(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// validTarget reports whether a request target has no control
+// characters (which an upstream might take for a line end).
+func validTarget(b []byte) bool {
+	for _, ch := range b {
+		if ch < '!' || ch == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// forbiddenTrailer reports whether a header may not be sent as a trailer
+// (RFC 9110, 6.5.1): framing, routing and connection headers.
+func forbiddenTrailer(key string) bool {
+	switch key {
+	case "Transfer-Encoding", "Content-Length", "Trailer", "Host", "Connection", "Keep-Alive", "Te", "Upgrade",
+		"Proxy-Connection", "Content-Type", "Content-Encoding", "Content-Range", "Authorization", "Cookie", "Set-Cookie",
+		"Expect", "Max-Forwards", "Cache-Control", "Proxy-Authorization", "Proxy-Authenticate":
+		return true
+	}
+	return false
 }
 
 // validValue reports whether b may be a header value: no control
@@ -1150,12 +1182,13 @@ func (b *requestBody) readTrailers() error {
 			return nil
 		}
 		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
+		v = bytes.Trim(v, " \t")
+		if !ok || !validToken(k) || !validValue(v) {
 			return errors.New("malformed trailer line")
 		}
 		key := textproto.CanonicalMIMEHeaderKey(string(k))
 		if _, declared := c.req.Trailer[key]; declared {
-			c.req.Trailer[key] = append(c.req.Trailer[key], string(bytes.Trim(v, " \t")))
+			c.req.Trailer[key] = append(c.req.Trailer[key], string(v))
 		}
 	}
 }
