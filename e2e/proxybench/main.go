@@ -299,7 +299,10 @@ http {
   fastcgi_temp_path %[1]s/fastcgi;
   uwsgi_temp_path %[1]s/uwsgi;
   scgi_temp_path %[1]s/scgi;
-  upstream backend { server %[2]s; keepalive 64; }
+  # nginx closes a keep-alive connection after 1000 requests by default;
+  # the activator does not, so neither does nginx here.
+  keepalive_requests 1000000;
+  upstream backend { server %[2]s; keepalive 64; keepalive_requests 1000000; }
   server {
     listen %[3]s;
     location / {
@@ -409,12 +412,24 @@ func openLoop(ctx context.Context, addr string, rate float64, d time.Duration, c
 					errs.Add(int64((n - i + conns - 1) / conns))
 					return
 				}
-				if err := readOK(br); err != nil {
+				closed, err := readOK(br)
+				if err != nil {
 					first.CompareAndSwap(nil, err)
 					errs.Add(int64((n - i + conns - 1) / conns))
 					return
 				}
 				lat[i] = time.Since(due)
+				if closed {
+					// The server ended the connection after this answer
+					// (Connection: close): open another, as wrk does.
+					nc.Close()
+					if nc, err = net.Dial("tcp", addr); err != nil {
+						first.CompareAndSwap(nil, err)
+						errs.Add(int64((n - i - 1) / conns))
+						return
+					}
+					br.Reset(nc)
+				}
 			}
 		})
 	}
@@ -434,37 +449,44 @@ func openLoop(ctx context.Context, addr string, rate float64, d time.Duration, c
 }
 
 // readOK reads one response and fails unless it is a 200 with a
-// Content-Length body.
-func readOK(br *bufio.Reader) error {
+// Content-Length body. closed reports a Connection: close.
+func readOK(br *bufio.Reader) (closed bool, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
-		return fmt.Errorf("response %q", bytes.TrimSpace(line))
+		return false, fmt.Errorf("response %q", bytes.TrimSpace(line))
 	}
 	length := -1
 	for {
 		line, err = br.ReadSlice('\n')
 		if err != nil {
-			return err
+			return false, err
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {
 			break
 		}
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
-			length, err = strconv.Atoi(string(bytes.TrimSpace(v)))
-			if err != nil {
-				return err
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(v)); err != nil {
+				return false, err
 			}
+		case bytes.EqualFold(k, []byte("Connection")) && bytes.EqualFold(v, []byte("close")):
+			closed = true
 		}
 	}
 	if length < 0 {
-		return errors.New("response without Content-Length")
+		return false, errors.New("response without Content-Length")
 	}
 	_, err = br.Discard(length)
-	return err
+	return closed, err
 }
 
 func rssKiB(pid int) (int, error) {
