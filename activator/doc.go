@@ -92,6 +92,22 @@
 // removed from the queue. An endpoint update that brings a ready endpoint
 // releases the whole queue at once, each request picking through the policy.
 //
+// A held request served by [Server] parks: no goroutine waits for it. Its
+// connection's state stays in the queue, a timer covers the queue timeout,
+// and one epoll set per server (Linux) notices clients that close or reset;
+// the first of release, timeout and client gone resumes the connection on a
+// new goroutine. With tracing on, with a request body not read yet, or on
+// other systems, a held request waits on its own goroutine instead.
+//
+// # Serving
+//
+// [Server] serves HTTP/1.1 with its own connection loop and hands h2c
+// connections (HTTP/2 prior knowledge) to net/http. A connection reuses one
+// request, header map and response, interns repeated header names and
+// values, borrows its buffers from pools only while it reads or answers, and
+// watches for the client going away only once a request has run for a
+// while, so that a keep-alive request costs no allocation in the server.
+//
 // # Proxying
 //
 // The hot path avoids net/http's Transport and httputil.ReverseProxy: each
