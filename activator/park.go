@@ -1,6 +1,8 @@
 package activator
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -49,11 +51,17 @@ type parking struct {
 func (c *serverConn) tryPark() bool {
 	s := c.s
 	a := s.a
-	if s.watcher == nil || a.tracer != nil || !c.bodyDone.Load() || c.cr.hasByte || c.br.Buffered() > 0 || c.bw != nil {
+	if s.watcher == nil || a.tracer != nil {
 		return false
 	}
 	rt := a.table.Load().router.match(c.req.Host, c.req.URL.Path, c.req.Header)
 	if rt == nil || rt.cfg.Queue.Size == 0 || len(rt.readyEndpoints()) > 0 {
+		return false
+	}
+	if !c.bodyDone.Load() && !c.readBodyToPark() {
+		return false
+	}
+	if c.cr.hasByte || c.br.Buffered() > 0 || c.bw != nil {
 		return false
 	}
 	p := &c.park
@@ -165,3 +173,34 @@ func (c *serverConn) routeGone(rt *route) bool {
 	next := c.s.a.table.Load().router.match(c.req.Host, c.req.URL.Path, c.req.Header)
 	return next == nil || next == rt
 }
+
+// readBodyToPark reads a request body of known length up to
+// MaxRetryBodyBytes (an LLM prompt, say) into memory, so that the request
+// can park and its client be watched; the proxy would buffer it anyway.
+// It reports whether the body is read.
+func (c *serverConn) readBodyToPark() bool {
+	r := c.req
+	if r.ContentLength <= 0 || r.ContentLength > MaxRetryBodyBytes || r.Body != &c.body {
+		return false
+	}
+	b := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(&c.body, b); err != nil {
+		return false // the handler sees the same error on its own read
+	}
+	if !c.body.eof {
+		return false
+	}
+	c.parkedBody.Reset(b)
+	r.Body = &c.parkedBody
+	if c.bw != nil && c.bw.Buffered() == 0 {
+		// Only a 100 Continue went out.
+		c.s.pools.putWriter(c.bw)
+		c.bw = nil
+	}
+	return true
+}
+
+// parkedBody is a request body read before parking.
+type parkedBody struct{ bytes.Reader }
+
+func (*parkedBody) Close() error { return nil }

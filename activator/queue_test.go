@@ -175,6 +175,54 @@ func testQueueFullTimeoutCancel(t *testing.T, base Options, wantWatched int) {
 	})
 }
 
+// TestHeldPostParks: a held request with a body of known length (an LLM
+// prompt) parks too: its body is read first, its client is watched, and
+// the body reaches the endpoint once it is ready.
+func TestHeldPostParks(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %s", b)
+	}))
+	t.Cleanup(be.Close)
+	svc := newFakeServices()
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 10, "10s"), Options{Services: svc})
+	res := make(chan string, 1)
+	go func() {
+		resp, err := http.Post(h.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"hello"}`))
+		if err != nil {
+			res <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	eventually(t, "queued", func() bool { return queued(t, h) == 1 })
+	if n := h.srv.watcher.watched(); n != watchedWhenParked {
+		t.Errorf("%d connections watched while a POST is held, want %d", n, watchedWhenParked)
+	}
+	svc.set("ml", "chat", 8000, []string{hostOf(be)}, nil)
+	if r := <-res; r != `200 got {"prompt":"hello"}` {
+		t.Errorf("held POST: %s", r)
+	}
+
+	// Its client going away takes it out of the queue.
+	svc.set("ml", "chat", 8000, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.url, strings.NewReader("prompt"))
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	eventually(t, "queued", func() bool { return queued(t, h) == 1 })
+	cancel()
+	<-done
+	eventually(t, "removed from the queue", func() bool { return queued(t, h) == 0 })
+}
+
 func TestTerminatingEndpoints(t *testing.T) {
 	var mu sync.Mutex
 	hits := map[string]int{}
