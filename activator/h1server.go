@@ -337,9 +337,9 @@ type serverConn struct {
 	bodyDone   atomic.Bool // the request body was read to its end
 	park       parking
 	parkedBody parkedBody // the body of a parked request, read in full
-	heldSince  time.Time // when the request parked; zero if it did not
-	holding    bool      // hold is reading the connection
-	wakeFn     func()    // c.wake, made once
+	heldSince  time.Time  // when the request parked; zero if it did not
+	holding    bool       // hold is reading the connection
+	wakeFn     func()     // c.wake, made once
 	hijacked   bool
 	closeAfter bool // the connection closes after this response
 }
