@@ -31,6 +31,8 @@ const (
 	// MaxQueueSize bounds queue.size, so that a typo cannot let held
 	// requests take all memory.
 	MaxQueueSize = 1_000_000
+	// MaxEndpointConcurrency bounds endpointConcurrency.
+	MaxEndpointConcurrency = 1_000_000
 	// minMetricRefresh keeps a metric route from hammering Prometheus.
 	minMetricRefresh = 100 * time.Millisecond
 )
@@ -65,6 +67,10 @@ type Route struct {
 	Metric    *MetricSpec // only for PolicyMetric
 	Queue     QueueSpec
 	Timeouts  Timeouts
+	// EndpointConcurrency caps the requests one endpoint has in flight
+	// from this activator, like Knative's containerConcurrency; requests
+	// beyond it wait in the queue for a free slot. 0: no cap.
+	EndpointConcurrency int
 	// Line and Column locate the route in File, for errors found later
 	// (such as a service route without an endpoint source).
 	Line, Column int
@@ -488,6 +494,17 @@ func (p *configParser) route(n *yaml.Node) *parsedRoute {
 					p.errorf(q.k, name, "queue."+q.key, "unknown field: queue has size and timeout")
 				}
 			}
+		case "endpointConcurrency":
+			s, ok := p.scalar(kv.v, name, "endpointConcurrency")
+			if !ok {
+				continue
+			}
+			v, err := strconv.Atoi(s)
+			if err != nil || v < 0 || v > MaxEndpointConcurrency {
+				p.errorf(kv.v, name, "endpointConcurrency", "%q is not a whole number between 0 (no cap) and %d", s, MaxEndpointConcurrency)
+				continue
+			}
+			rt.EndpointConcurrency = v
 		case "timeouts":
 			for _, t := range p.mapping(kv.v, name, "timeouts") {
 				switch t.key {
@@ -504,7 +521,7 @@ func (p *configParser) route(n *yaml.Node) *parsedRoute {
 				}
 			}
 		default:
-			p.errorf(kv.k, name, kv.key, "unknown field: a route has name, match, service, endpoints, policy, metric, queue and timeouts")
+			p.errorf(kv.k, name, kv.key, "unknown field: a route has name, match, service, endpoints, policy, metric, queue, endpointConcurrency and timeouts")
 		}
 	}
 	switch {

@@ -26,6 +26,9 @@ func TestParseConfigGood(t *testing.T) {
 		chat.Timeouts != (Timeouts{10 * time.Minute, 5 * time.Minute}) {
 		t.Errorf("chat: %+v %+v", chat, chat.Metric)
 	}
+	if chat.EndpointConcurrency != 4 || static.EndpointConcurrency != 0 {
+		t.Errorf("endpointConcurrency: chat %d, static %d", chat.EndpointConcurrency, static.EndpointConcurrency)
+	}
 	if static.Policy != DefaultPolicy || static.Queue != (QueueSpec{DefaultQueueSize, DefaultQueueTimeout}) ||
 		static.Timeouts != (Timeouts{DefaultRequestTimeout, DefaultResponseHeaderTimeout}) || len(static.Endpoints) != 2 {
 		t.Errorf("defaults: %+v", static)
@@ -91,6 +94,9 @@ func TestParseConfigCases(t *testing.T) {
 		"scalar query":     {"routes: [{name: x, endpoints: ['a:1'], policy: metric, metric: {query: '1+1'}}]", "must give an instant vector"},
 		"zero timeouts ok": {"routes: [{name: x, endpoints: ['a:1'], timeouts: {request: 0, responseHeader: 0}, queue: {size: 0}}]", ""},
 		"wildcard only":    {"routes: [{name: x, match: {hosts: ['*']}, endpoints: ['a:1']}]", "is not a host name"},
+		"negative cap":     {"routes: [{name: x, endpoints: ['a:1'], endpointConcurrency: -1}]", `test.yaml:1:61: route "x": endpointConcurrency: "-1" is not a whole number between 0 (no cap) and 1000000`},
+		"cap not a number": {"routes: [{name: x, endpoints: ['a:1'], endpointConcurrency: four}]", `endpointConcurrency: "four" is not a whole number`},
+		"cap zero ok":      {"routes: [{name: x, endpoints: ['a:1'], endpointConcurrency: 0}]", ""},
 		"same match other host": {`routes:
   - {name: a, match: {hosts: [a.com]}, endpoints: ['a:1']}
   - {name: b, match: {hosts: [b.com, a.com]}, endpoints: ['a:1']}`, `test.yaml:3:22: route "b": match: for host "a.com", route "a" (2:5) matches the same requests first`},

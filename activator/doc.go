@@ -22,6 +22,7 @@
 //	      query: sum by (pod) (vllm:num_requests_waiting{namespace="ml"})
 //	      refresh: 1s
 //	    queue: {size: 1000, timeout: 2m}
+//	    endpointConcurrency: 0           # most requests in flight per endpoint; 0: no cap
 //	    timeouts: {request: 10m, responseHeader: 5m}
 //
 // [ParseConfig] checks everything at once and reports every problem with its
@@ -39,6 +40,10 @@
 //     once when no endpoint is ready). Upper limit 1,000,000.
 //   - queue.timeout: 2m ([DefaultQueueTimeout]), long enough for a model
 //     server to start; a held request that waits longer gets 504.
+//   - endpointConcurrency: 0, no cap. With N, an endpoint has at most N
+//     requests in flight from this activator (Knative's
+//     containerConcurrency); requests beyond wait in the queue, and each
+//     freed slot goes to the oldest held request.
 //   - timeouts.request: 10m ([DefaultRequestTimeout]): from the moment an
 //     endpoint is picked to the end of the response body; 0 means none.
 //   - timeouts.responseHeader: 5m ([DefaultResponseHeaderTimeout]): from

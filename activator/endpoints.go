@@ -64,6 +64,7 @@ type Endpoint struct {
 	inFlight atomic.Int64
 	gauge    prometheus.Gauge
 	pool     *connPool
+	freed    func() // called when a request finishes, for a capped route
 }
 
 // Address returns the endpoint's host:port.
@@ -72,14 +73,32 @@ func (e *Endpoint) Address() string { return e.addr }
 // InFlight returns the requests proxied to the endpoint and not finished.
 func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
 
-func (e *Endpoint) start() {
-	e.inFlight.Add(1)
+// tryStart counts a request in flight, unless the endpoint has limit
+// requests in flight already (limit 0: no cap).
+func (e *Endpoint) tryStart(limit int64) bool {
+	if limit <= 0 {
+		e.inFlight.Add(1)
+	} else {
+		for {
+			n := e.inFlight.Load()
+			if n >= limit {
+				return false
+			}
+			if e.inFlight.CompareAndSwap(n, n+1) {
+				break
+			}
+		}
+	}
 	e.gauge.Inc()
+	return true
 }
 
 func (e *Endpoint) done() {
 	e.inFlight.Add(-1)
 	e.gauge.Dec()
+	if e.freed != nil {
+		e.freed()
+	}
 }
 
 // updateEndpoints applies a source update to the route: new ready
@@ -138,8 +157,18 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 	r.ready.Store(&readyList)
 	r.m.ready.Set(float64(len(readyList)))
 	r.m.terminating.Set(float64(nTerm))
-	if len(readyList) > 0 {
+	switch {
+	case len(readyList) == 0:
+	case r.limit <= 0:
 		r.queue.releaseAll()
+	default:
+		// As many as there are free slots; the others follow as
+		// requests finish (slotFreed).
+		var free int64
+		for _, ep := range readyList {
+			free += max(0, r.limit-ep.inFlight.Load())
+		}
+		r.queue.releaseN(free)
 	}
 	r.mu.Unlock()
 	r.a.logger.Debug("endpoints updated", "route", r.cfg.Name, "ready", len(readyList), "terminating", nTerm)
@@ -150,7 +179,34 @@ func (r *route) newEndpoint(addr string) *Endpoint {
 	if err != nil {
 		ip = addr
 	}
-	return &Endpoint{addr: addr, ip: ip, gauge: r.m.endpoint(addr), pool: r.a.newPool(addr)}
+	ep := &Endpoint{addr: addr, ip: ip, gauge: r.m.endpoint(addr), pool: r.a.newPool(addr)}
+	if r.limit > 0 {
+		ep.freed = r.slotFreed
+	}
+	return ep
+}
+
+// hasRoom reports whether a request may go to one of ready now: one is
+// ready and, on a capped route, has a free slot.
+func (r *route) hasRoom(ready []*Endpoint) bool {
+	if r.limit <= 0 {
+		return len(ready) > 0
+	}
+	for _, ep := range ready {
+		if ep.inFlight.Load() < r.limit {
+			return true
+		}
+	}
+	return false
+}
+
+// slotFreed hands a capped route's freed slot to the oldest held request.
+func (r *route) slotFreed() {
+	r.mu.Lock()
+	if r.queue.n > 0 && r.hasRoom(r.readyEndpoints()) {
+		r.queue.releaseOne()
+	}
+	r.mu.Unlock()
 }
 
 // readyEndpoints returns the current ready set; callers must not modify it.

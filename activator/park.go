@@ -55,7 +55,7 @@ func (c *serverConn) tryPark() bool {
 		return false
 	}
 	rt := a.table.Load().router.match(c.req.Host, c.req.URL.Path, c.req.Header)
-	if rt == nil || rt.cfg.Queue.Size == 0 || len(rt.readyEndpoints()) > 0 {
+	if rt == nil || rt.cfg.Queue.Size == 0 || rt.mayGo(rt.readyEndpoints()) {
 		return false
 	}
 	if !c.bodyDone.Load() && !c.readBodyToPark() {
@@ -71,7 +71,7 @@ func (c *serverConn) tryPark() bool {
 		p.timer.Stop()
 	}
 	rt.mu.Lock()
-	if rt.closed || rt.queue.n >= rt.cfg.Queue.Size || len(rt.readyEndpoints()) > 0 {
+	if rt.closed || rt.queue.n >= rt.cfg.Queue.Size || rt.hasRoom(rt.readyEndpoints()) && rt.queue.n == 0 {
 		rt.mu.Unlock()
 		return false
 	}

@@ -346,6 +346,15 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 	)
 	for attempt := 1; ; attempt++ {
 		ep := rt.pickExcluding(ready, failed)
+		for ep == nil || !ep.tryStart(rt.limit) {
+			// A capped route whose free slots were taken meanwhile: wait
+			// for one, first in line.
+			var code int
+			if ready, code = rt.waitReady(ctx, true); ready == nil {
+				return rt.waitFailed(w, code, span)
+			}
+			ep = rt.pickExcluding(ready, failed)
+		}
 		if span != nil {
 			span.SetAttributes(attribute.String("server.address", ep.addr), attribute.Int("nemesis.attempt", attempt))
 		}
@@ -379,14 +388,8 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 		backoff *= 2
 		if ready = rt.readyEndpoints(); len(ready) == 0 {
 			var code int
-			if ready, code = rt.waitReady(ctx); ready == nil {
-				if code == statusClientGone {
-					return code
-				}
-				if code == statusRouteGone {
-					code = http.StatusServiceUnavailable
-				}
-				return rt.fail(w, code, "no ready endpoint", span)
+			if ready, code = rt.waitReady(ctx, true); ready == nil {
+				return rt.waitFailed(w, code, span)
 			}
 		}
 	}
@@ -439,29 +442,50 @@ func (rt *route) fail(w http.ResponseWriter, code int, msg string, span trace.Sp
 	return code
 }
 
+// waitFailed answers a request that waited for an endpoint in vain.
+func (rt *route) waitFailed(w http.ResponseWriter, code int, span trace.Span) int {
+	switch code {
+	case statusClientGone:
+		return code
+	case statusRouteGone:
+		code = http.StatusServiceUnavailable
+	}
+	return rt.fail(w, code, "no ready endpoint", span)
+}
+
 // pickExcluding picks through the policy, avoiding one failed endpoint
-// when another is ready.
+// when another is ready, and on a capped route picking only among the
+// endpoints with a free slot (nil if none has one).
 func (rt *route) pickExcluding(ready []*Endpoint, failed *Endpoint) *Endpoint {
-	if failed == nil || len(ready) < 2 {
+	if rt.limit <= 0 && (failed == nil || len(ready) < 2) {
 		return rt.policy.Pick(ready)
 	}
-	others := make([]*Endpoint, 0, len(ready)-1)
+	others := make([]*Endpoint, 0, len(ready))
+	var failedHasRoom bool
 	for _, ep := range ready {
-		if ep != failed {
-			others = append(others, ep)
+		if rt.limit > 0 && ep.inFlight.Load() >= rt.limit {
+			continue
 		}
+		if ep == failed {
+			failedHasRoom = true
+			continue
+		}
+		others = append(others, ep)
 	}
-	if len(others) == 0 {
-		return rt.policy.Pick(ready)
+	switch {
+	case len(others) > 0:
+		return rt.policy.Pick(others)
+	case failedHasRoom || (rt.limit <= 0 && failed != nil):
+		return failed
 	}
-	return rt.policy.Pick(others)
+	return nil
 }
 
 // attempt runs one exchange with ep. It returns the status code sent to
 // the client, or an error; a *retryableError means nothing reached the
 // client and the request may be sent again.
 func (x *exchange) attempt(ctx context.Context, ep *Endpoint, fresh bool) (int, error) {
-	ep.start()
+	// The caller counted the request in flight at ep (tryStart).
 	defer ep.done()
 	c, err := ep.pool.get(ctx, fresh)
 	if err != nil {

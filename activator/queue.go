@@ -61,6 +61,41 @@ func (q *waitQueue) remove(w *waiter) {
 	q.n--
 }
 
+// pushFront queues w first: a released request that found no free slot
+// keeps its place.
+func (q *waitQueue) pushFront(w *waiter) {
+	w.prev, w.next, w.queued = nil, q.head, true
+	if q.head != nil {
+		q.head.prev = w
+	} else {
+		q.tail = w
+	}
+	q.head = w
+	q.n++
+}
+
+// releaseN wakes the n oldest held requests.
+func (q *waitQueue) releaseN(n int64) {
+	for ; n > 0 && q.head != nil; n-- {
+		q.releaseOne()
+	}
+}
+
+// releaseOne wakes the oldest held request.
+func (q *waitQueue) releaseOne() {
+	w := q.head
+	if w == nil {
+		return
+	}
+	q.remove(w)
+	if w.released != nil {
+		close(w.released)
+	}
+	if w.wake != nil {
+		w.wake()
+	}
+}
+
 // releaseAll wakes every held request, oldest first; each then picks an
 // endpoint through the route's policy.
 func (q *waitQueue) releaseAll() {
@@ -83,7 +118,7 @@ func (q *waitQueue) releaseAll() {
 // the queue is full, 504 when the queue timeout passed, statusClientGone
 // when the client went away, statusRouteGone when a reload removed or
 // replaced the route.
-func (r *route) waitReady(ctx context.Context) ([]*Endpoint, int) {
+func (r *route) waitReady(ctx context.Context, front bool) ([]*Endpoint, int) {
 	// A request served by the activator's own server waits on its own
 	// goroutine, reading its connection (see serverConn.hold).
 	hc, _ := ctx.Value(serverConnKey{}).(*serverConn)
@@ -94,7 +129,7 @@ func (r *route) waitReady(ctx context.Context) ([]*Endpoint, int) {
 			r.mu.Unlock()
 			return nil, statusRouteGone
 		}
-		if ready := r.readyEndpoints(); len(ready) > 0 {
+		if ready := r.readyEndpoints(); r.hasRoom(ready) && (front || r.queue.n == 0) {
 			r.mu.Unlock()
 			return ready, 0
 		}
@@ -106,7 +141,11 @@ func (r *route) waitReady(ctx context.Context) ([]*Endpoint, int) {
 		if hc != nil {
 			w.wake = hc.wakeFn
 		}
-		r.queue.push(w)
+		if front {
+			r.queue.pushFront(w)
+		} else {
+			r.queue.push(w)
+		}
 		r.mu.Unlock()
 
 		if start.IsZero() {
@@ -133,18 +172,35 @@ func (r *route) waitReady(ctx context.Context) ([]*Endpoint, int) {
 			r.m.queueWait.Observe(time.Since(start).Seconds())
 			return nil, code
 		}
-		// Released: the loop finds the ready set, or queues again (at the
-		// back, with what is left of its timeout) if the endpoint went away
-		// before this request got to it.
-		if ready := r.readyEndpoints(); len(ready) > 0 {
+		// Released: the loop finds the ready set, or queues again (first,
+		// with what is left of its timeout) if the endpoint went away or
+		// its free slot was taken before this request got to it.
+		if ready := r.readyEndpoints(); r.hasRoom(ready) {
 			r.m.queueWait.Observe(time.Since(start).Seconds())
 			return ready, 0
 		}
+		front = true
 		if !time.Now().Before(deadline) {
 			r.m.queueWait.Observe(time.Since(start).Seconds())
 			return nil, 504
 		}
 	}
+}
+
+// mayGo reports whether a new request may go to one of ready at once: on
+// a capped route, only if an endpoint has a free slot and no request is
+// held before it.
+func (r *route) mayGo(ready []*Endpoint) bool {
+	if r.limit <= 0 {
+		return len(ready) > 0
+	}
+	if !r.hasRoom(ready) {
+		return false
+	}
+	r.mu.Lock()
+	n := r.queue.n
+	r.mu.Unlock()
+	return n == 0
 }
 
 // waitReleased waits for released, the deadline or ctx: 0, 504 or

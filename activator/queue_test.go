@@ -437,3 +437,86 @@ func TestDrainWithHeldRequests(t *testing.T) {
 		t.Errorf("shutdown: %v", err)
 	}
 }
+
+// TestEndpointConcurrency: with endpointConcurrency 2 an endpoint never
+// has more than 2 requests in flight; the others wait in the queue (and
+// count as queued), go to a new endpoint as soon as it is ready, and take
+// each slot that frees up.
+func TestEndpointConcurrency(t *testing.T) {
+	for _, mode := range holdModes() {
+		t.Run(mode.name, func(t *testing.T) { testEndpointConcurrency(t, mode.opts) })
+	}
+}
+
+func testEndpointConcurrency(t *testing.T, opts Options) {
+	tokens := make(chan struct{})
+	var mu sync.Mutex
+	cur, peak := map[string]int{}, map[string]int{}
+	mk := func(name string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			cur[name]++
+			peak[name] = max(peak[name], cur[name])
+			mu.Unlock()
+			select {
+			case <-tokens:
+			case <-r.Context().Done():
+			}
+			mu.Lock()
+			cur[name]--
+			mu.Unlock()
+			fmt.Fprint(w, name)
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := mk("a"), mk("b")
+	inFlight := func(name string) int { mu.Lock(); defer mu.Unlock(); return cur[name] }
+	svc := newFakeServices()
+	svc.set("ml", "chat", 8000, []string{hostOf(a)}, nil)
+	opts.Services = svc
+	h := startActivator(t, `routes:
+  - name: capped
+    service: {namespace: ml, name: chat, port: 8000}
+    endpointConcurrency: 2
+    queue: {size: 100, timeout: 10s}
+`, opts)
+	queuedCapped := func() float64 {
+		v, _ := metricValue(t, h.reg, "nemesis_activator_requests_queued", map[string]string{"route": "capped"})
+		return v
+	}
+	const n = 6
+	results := make(chan string, n)
+	for range n {
+		go func() {
+			code, body, _ := get(t, nil, h.url, nil)
+			results <- fmt.Sprintf("%d %s", code, body)
+		}()
+	}
+	eventually(t, "2 in flight at a, 4 queued", func() bool { return inFlight("a") == 2 && queuedCapped() == 4 })
+
+	// A second endpoint takes 2 of the held requests at once.
+	svc.set("ml", "chat", 8000, []string{hostOf(a), hostOf(b)}, nil)
+	eventually(t, "2 in flight at b, 2 queued", func() bool { return inFlight("b") == 2 && queuedCapped() == 2 })
+
+	// Each finished request frees a slot for the next held one.
+	for range n {
+		tokens <- struct{}{}
+	}
+	got := map[string]int{}
+	for range n {
+		r := <-results
+		got[r]++
+	}
+	if got["200 a"]+got["200 b"] != n || got["200 a"] < 2 || got["200 b"] < 2 {
+		t.Errorf("results %v", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if peak["a"] > 2 || peak["b"] > 2 {
+		t.Errorf("peak in flight a=%d b=%d, want at most 2 each", peak["a"], peak["b"])
+	}
+	if q := queuedCapped(); q != 0 {
+		t.Errorf("queued gauge %v at the end", q)
+	}
+}

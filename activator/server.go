@@ -118,6 +118,7 @@ type route struct {
 	policy Policy
 	ns     string
 	svc    string
+	limit  int64 // in-flight requests per endpoint; 0: no cap
 
 	ready atomic.Pointer[[]*Endpoint]
 
@@ -275,7 +276,7 @@ func sameBackend(a, b *Route) bool {
 }
 
 func (a *Activator) newRoute(rc *Route) *route {
-	r := &route{a: a, cfg: rc, all: map[string]*Endpoint{}}
+	r := &route{a: a, cfg: rc, all: map[string]*Endpoint{}, limit: int64(rc.EndpointConcurrency)}
 	if rc.Service != nil {
 		r.ns, r.svc = rc.Service.Namespace, rc.Service.Name
 	}
@@ -349,8 +350,10 @@ func (a *Activator) Config() *Config { return a.table.Load().cfg }
 // ServeHTTP routes and proxies one request.
 func (a *Activator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	released := false
 	if hc, ok := r.Context().Value(serverConnKey{}).(*serverConn); ok && !hc.heldSince.IsZero() {
 		start = hc.heldSince // the request was parked: its time counts
+		released = true      // and it was first in line
 	}
 	rt := a.table.Load().router.match(r.Host, r.URL.Path, r.Header)
 	if rt == nil {
@@ -362,13 +365,13 @@ func (a *Activator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "no route for host %q and path %q\n", r.Host, r.URL.Path)
 		return
 	}
-	code := rt.serve(w, r)
+	code := rt.serve(w, r, released)
 	if code == statusRouteGone {
 		// A reload replaced the route while the request was held: the
 		// request goes on under the configuration now in force.
 		if next := a.table.Load().router.match(r.Host, r.URL.Path, r.Header); next != nil && next != rt {
 			rt = next
-			code = rt.serve(w, r)
+			code = rt.serve(w, r, false)
 		}
 		if code == statusRouteGone {
 			code = rt.fail(w, http.StatusServiceUnavailable, "the route was removed", nil)
@@ -389,11 +392,13 @@ func (a *Activator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // its head; the metrics record it as 502.
 const statusAborted = -1
 
-func (rt *route) serve(w http.ResponseWriter, r *http.Request) int {
+// serve waits for an endpoint if need be and proxies. released says the
+// request was held and released already: it goes before those held.
+func (rt *route) serve(w http.ResponseWriter, r *http.Request, released bool) int {
 	ready := rt.readyEndpoints()
-	if len(ready) == 0 {
+	if released && !rt.hasRoom(ready) || !released && !rt.mayGo(ready) {
 		var code int
-		if ready, code = rt.waitReady(r.Context()); ready == nil {
+		if ready, code = rt.waitReady(r.Context(), released); ready == nil {
 			switch code {
 			case statusClientGone, statusRouteGone:
 				return code
