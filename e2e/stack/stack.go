@@ -71,7 +71,9 @@ const RuleSet = `ruleSets:
 `
 
 // ActivatorConfig routes Host sample.<namespace> to the sample app of each
-// namespace.
+// namespace. Each activator replica sends a pod at most as many requests
+// at once as the sample app serves (its --concurrency, 4): the rest wait
+// in the activator, where a new pod can take them.
 func ActivatorConfig(namespaces ...string) string {
 	var b strings.Builder
 	b.WriteString("routes:\n")
@@ -81,6 +83,7 @@ func ActivatorConfig(namespaces ...string) string {
     service: {namespace: %s, name: sample, port: 8000}
     policy: least-request
     queue: {size: 1000, timeout: 2m}
+    endpointConcurrency: 4
 `, ns, Host(ns), ns)
 	}
 	return b.String()
