@@ -48,7 +48,7 @@ func init() {
 //
 //	go test -run '^$' -bench BenchmarkHeld10000 -benchtime 1x ./activator/
 //
-// The activator serves its real http.Server (Server) on a loopback
+// The activator serves its real [Server] (its own HTTP/1.1 loop) on a loopback
 // listener, with one service route whose fake ServiceEndpoints has no ready
 // endpoint, so every request is held. The client is 10,000 raw TCP
 // connections, each given one complete HTTP/1.1 GET by a plain Write (no
