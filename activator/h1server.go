@@ -321,8 +321,7 @@ type serverConn struct {
 
 	// Interned strings: header names and values, and the request target,
 	// as last seen on this connection.
-	keys       map[string]string
-	values     map[string]string
+	intern     interner
 	lastTarget string
 	lastHost   string
 	served     int // requests read on this connection before this one
@@ -584,7 +583,7 @@ func (c *serverConn) readRequest() (code int, msg string, h2c bool) {
 		if !validValue(vb) {
 			return http.StatusBadRequest, "invalid header value", false
 		}
-		key := c.headerKey(line[:colon])
+		key := c.intern.key(line[:colon], c.served > 0)
 		switch key {
 		case "Host":
 			hostCount++
@@ -625,7 +624,7 @@ func (c *serverConn) readRequest() (code int, msg string, h2c bool) {
 			expectContinue = true
 			continue
 		}
-		v := c.headerValue(key, vb)
+		v := c.intern.value(key, vb, c.served > 0)
 		if old, ok := h[key]; ok {
 			h[key] = append(old, v)
 			continue
@@ -829,47 +828,6 @@ func internMethod(b []byte) string {
 		return http.MethodTrace
 	}
 	return string(b)
-}
-
-// headerKey returns the canonical name of a request header, allocating
-// only for a name not seen before on the connection.
-func (c *serverConn) headerKey(b []byte) string {
-	if k, ok := commonHeaders[string(b)]; ok {
-		return k
-	}
-	if k, ok := c.keys[string(b)]; ok {
-		return k
-	}
-	k := textproto.CanonicalMIMEHeaderKey(string(b))
-	if c.keys == nil {
-		if c.served == 0 {
-			return k // a connection's first request: no cache yet
-		}
-		c.keys = map[string]string{}
-	}
-	if len(c.keys) < maxInternedHeaders {
-		c.keys[string(b)] = k
-	}
-	return k
-}
-
-// headerValue returns v as a string, reusing the one last seen for the
-// same header on this connection.
-func (c *serverConn) headerValue(key string, v []byte) string {
-	if old, ok := c.values[key]; ok && old == string(v) {
-		return old
-	}
-	s := string(v)
-	if c.values == nil {
-		if c.served == 0 {
-			return s // a connection's first request: no cache yet
-		}
-		c.values = map[string]string{}
-	}
-	if _, ok := c.values[key]; ok || len(c.values) < maxInternedHeaders {
-		c.values[key] = s
-	}
-	return s
 }
 
 // writeError answers a request that cannot be served and closes.

@@ -157,8 +157,6 @@ func (p *connPool) get(ctx context.Context, fresh bool) (*upConn, error) {
 		pool:  p,
 		br:    bufio.NewReaderSize(nc, upstreamReadBuffer),
 		bw:    bufio.NewWriterSize(nc, upstreamWriteBuffer),
-		keys:  map[string]string{},
-		vals:  map[string]string{},
 		abort: func() { _ = nc.SetDeadline(aLongTimeAgo) },
 	}, nil
 }
@@ -235,8 +233,7 @@ type upConn struct {
 	reused      bool
 	hasDeadline bool
 	scratch     [32]byte
-	keys        map[string]string // header names seen on this connection
-	vals        map[string]string // last value of each header name
+	intern      interner
 	// abort unblocks the connection's I/O at once; made once per
 	// connection so that arming it per request allocates no closure.
 	abort func()
@@ -792,7 +789,8 @@ type responseHead struct {
 	nothingRead   bool // the failure came before any byte of the response
 }
 
-// commonHeaders interns the canonical names of frequent response headers.
+// commonHeaders interns the canonical names of frequent request and
+// response headers.
 var commonHeaders = func() map[string]string {
 	m := map[string]string{}
 	for _, k := range []string{
@@ -802,6 +800,10 @@ var commonHeaders = func() map[string]string {
 		"Sec-Websocket-Accept", "Sec-Websocket-Extensions", "Sec-Websocket-Protocol", "Server", "Set-Cookie",
 		"Strict-Transport-Security", "Trailer", "Transfer-Encoding", "Upgrade", "Vary", "Via", "Www-Authenticate",
 		"X-Content-Type-Options", "X-Frame-Options", "X-Request-Id",
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Baggage", "Cookie", "Expect", "Host",
+		"Idempotency-Key", "If-Modified-Since", "If-None-Match", "Origin", "Pragma", "Referer", "Sec-Websocket-Key",
+		"Sec-Websocket-Version", "Te", "Traceparent", "Tracestate", "User-Agent", "X-Forwarded-For", "X-Forwarded-Host",
+		"X-Forwarded-Proto", "X-Idempotency-Key", "X-Real-Ip",
 	} {
 		m[k] = k
 		m[strings.ToLower(k)] = k
@@ -809,32 +811,50 @@ var commonHeaders = func() map[string]string {
 	return m
 }()
 
-// headerKey returns the canonical name for a header name read from the
-// connection, allocating only for names not seen before.
-func (c *upConn) headerKey(b []byte) string {
+// interner turns the header names and values read from one connection
+// into strings, allocating only for those not seen before on it.
+type interner struct {
+	keys   map[string]string // canonical names of the names seen
+	values map[string]string // the last value of each header
+}
+
+// key returns the canonical name of a header name; cache false keeps it
+// from being remembered (a connection's first request).
+func (in *interner) key(b []byte, cache bool) string {
 	if k, ok := commonHeaders[string(b)]; ok {
 		return k
 	}
-	if k, ok := c.keys[string(b)]; ok {
+	if k, ok := in.keys[string(b)]; ok {
 		return k
 	}
 	k := textproto.CanonicalMIMEHeaderKey(string(b))
-	if len(c.keys) < maxInternedHeaders {
-		c.keys[string(b)] = k
+	if !cache {
+		return k
+	}
+	if in.keys == nil {
+		in.keys = map[string]string{}
+	}
+	if len(in.keys) < maxInternedHeaders {
+		in.keys[string(b)] = k
 	}
 	return k
 }
 
-// headerValue returns v as a string, reusing the value last seen for the
-// same header on this connection (Content-Type, Server, a Date within the
-// same second…) instead of allocating.
-func (c *upConn) headerValue(key string, v []byte) string {
-	if old, ok := c.vals[key]; ok && old == string(v) {
+// value returns v as a string, reusing the value last seen for the same
+// header (Content-Type, Server, a Date within the same second…).
+func (in *interner) value(key string, v []byte, cache bool) string {
+	if old, ok := in.values[key]; ok && old == string(v) {
 		return old
 	}
 	s := string(v)
-	if _, ok := c.vals[key]; ok || len(c.vals) < maxInternedHeaders {
-		c.vals[key] = s
+	if !cache {
+		return s
+	}
+	if in.values == nil {
+		in.values = map[string]string{}
+	}
+	if _, ok := in.values[key]; ok || len(in.values) < maxInternedHeaders {
+		in.values[key] = s
 	}
 	return s
 }
@@ -903,7 +923,7 @@ func (c *upConn) readResponseHead(h http.Header, head bool) (responseHead, error
 			return resp, fmt.Errorf("malformed header line %q", line)
 		}
 		vb := bytes.Trim(line[colon+1:], " \t")
-		key := c.headerKey(kb)
+		key := c.intern.key(kb, true)
 		switch key {
 		case "Content-Length":
 			n, perr := strconv.ParseInt(string(vb), 10, 64)
@@ -942,7 +962,7 @@ func (c *upConn) readResponseHead(h http.Header, head bool) (responseHead, error
 		case "Date":
 			haveDate = true
 		}
-		pairs = append(pairs, headerPair{key, c.headerValue(key, vb)})
+		pairs = append(pairs, headerPair{key, c.intern.value(key, vb, true)})
 	}
 	if http10 && keepAlive10 {
 		resp.close = false
