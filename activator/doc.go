@@ -109,9 +109,10 @@
 // [Server] serves HTTP/1.1 with its own connection loop and hands h2c
 // connections (HTTP/2 prior knowledge) to net/http. A connection reuses one
 // request, header map and response, interns repeated header names and
-// values, borrows its buffers from pools only while it reads or answers, and
-// watches for the client going away only once a request has run for a
-// while, so that a keep-alive request costs no allocation in the server.
+// values, borrows its write buffer only while it answers, gives its read
+// buffer back while a request is held, and watches for the client going
+// away only once a request has run for a while, so that a keep-alive
+// request costs no allocation in the server.
 //
 // # Proxying
 //
