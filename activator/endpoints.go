@@ -200,6 +200,16 @@ func (r *route) hasRoom(ready []*Endpoint) bool {
 	return false
 }
 
+// allHaveRoom reports whether every endpoint of ready has a free slot.
+func (r *route) allHaveRoom(ready []*Endpoint) bool {
+	for _, ep := range ready {
+		if ep.inFlight.Load() >= r.limit {
+			return false
+		}
+	}
+	return true
+}
+
 // slotFreed hands a capped route's freed slot to the oldest held request.
 func (r *route) slotFreed() {
 	r.mu.Lock()

@@ -51,7 +51,6 @@ type Server struct {
 	h2      *http.Server // serves the h2c connections, started with the first
 	h2l     *handoffListener
 	h2Start sync.Once
-	h2Done  chan struct{} // closed when h2.Serve returns
 
 	watcher    *connWatcher // nil where connections cannot be watched without a goroutine
 	inShutdown atomic.Bool
@@ -76,7 +75,6 @@ func (a *Activator) Server() *Server {
 		maxHeaderBytes:    a.opts.MaxHeaderBytes,
 		h2l:               newHandoffListener(),
 		watcher:           newConnWatcher(a.logger),
-		h2Done:            make(chan struct{}),
 		listeners:         map[net.Listener]struct{}{},
 		conns:             map[*serverConn]struct{}{},
 	}
@@ -324,7 +322,7 @@ type serverConn struct {
 	intern     interner
 	lastTarget string
 	lastHost   string
-	served     int // requests read on this connection before this one
+	served     int // requests read on this connection (before this one, while its head is read)
 
 	// Watching for the client going away while a request runs.
 	watchMu    sync.Mutex
@@ -439,7 +437,7 @@ func (c *serverConn) run(resumed int32, rt *route) {
 // when the connection is to close (the error response, if any, written).
 func (c *serverConn) nextRequest() bool {
 	idle := c.s.idleTimeout
-	if c.req.Method == "" {
+	if c.served == 0 {
 		idle = c.s.readHeaderTimeout // the first request
 	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(idle))
@@ -460,9 +458,6 @@ func (c *serverConn) nextRequest() bool {
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.readHeaderTimeout))
 	}
 	c.heldSince = time.Time{}
-	if c.req.Method != "" {
-		c.served++
-	}
 	code, msg, h2c := c.readRequest()
 	if h2c {
 		c.handOffH2C()
@@ -473,6 +468,7 @@ func (c *serverConn) nextRequest() bool {
 		return false
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
+	c.served++
 	c.resp.reset()
 	c.watchTimer.Reset(watchAfter)
 	return true
@@ -846,10 +842,7 @@ func (c *serverConn) writeError(code int, msg string) {
 func (c *serverConn) handOffH2C() {
 	s := c.s
 	s.h2Start.Do(func() {
-		go func() {
-			defer close(s.h2Done)
-			_ = s.h2.Serve(s.h2l)
-		}()
+		go func() { _ = s.h2.Serve(s.h2l) }()
 	})
 	read := append([]byte("PRI * HTTP/2.0\r\n"), peekBuffered(c.br)...)
 	if c.cr.hasByte {
@@ -978,7 +971,7 @@ type serverConnKey struct{}
 // caller then waits by other means.
 func (c *serverConn) hold(released <-chan struct{}, deadline time.Time) (code int, ok bool) {
 	c.stopWatch()
-	if c.hijacked || c.cr.hasByte || !c.body.done() || c.br == nil || c.br.Buffered() > 0 || c.bw != nil {
+	if c.hijacked || c.cr.hasByte || !c.bodyDone.Load() || c.br == nil || c.br.Buffered() > 0 || c.bw != nil {
 		return 0, false
 	}
 	c.s.pools.putReader(c.br)
@@ -1050,25 +1043,22 @@ type requestBody struct {
 	c         *serverConn
 	remaining int64 // bytes left of a known length; -1: chunked
 	chunked   io.Reader
-	eof       bool
 	err       error
 	expect    bool // send 100 Continue before the first read
 }
 
 func (b *requestBody) reset(c *serverConn, n int64, expect bool) {
-	*b = requestBody{c: c, remaining: n, expect: expect, eof: n == 0}
+	*b = requestBody{c: c, remaining: n, expect: expect}
 	c.bodyDone.Store(n == 0)
 }
 
-func (b *requestBody) setEOF() {
-	b.eof = true
-	b.c.bodyDone.Store(true)
-}
+// eof reports whether the body was read to its end.
+func (b *requestBody) eof() bool { return b.c.bodyDone.Load() }
 
-func (b *requestBody) done() bool { return b.eof }
+func (b *requestBody) setEOF() { b.c.bodyDone.Store(true) }
 
 func (b *requestBody) Read(p []byte) (int, error) {
-	if b.eof {
+	if b.eof() {
 		return 0, io.EOF
 	}
 	if b.err != nil {
@@ -1157,7 +1147,7 @@ func (b *requestBody) Close() error { return nil }
 // drain reads what is left of the body, up to a limit, and reports
 // whether the connection can be reused.
 func (b *requestBody) drain() bool {
-	if b.eof {
+	if b.eof() {
 		return true
 	}
 	if b.err != nil || b.c.br == nil {
@@ -1169,7 +1159,7 @@ func (b *requestBody) drain() bool {
 		return false
 	}
 	n, err := io.CopyN(io.Discard, b, maxPostHandlerDiscard+1)
-	return n <= maxPostHandlerDiscard && (err == io.EOF || (err == nil && b.eof))
+	return n <= maxPostHandlerDiscard && (err == io.EOF || (err == nil && b.eof()))
 }
 
 func (c *serverConn) ensureWriter() {

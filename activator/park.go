@@ -71,7 +71,7 @@ func (c *serverConn) tryPark() bool {
 		p.timer.Stop()
 	}
 	rt.mu.Lock()
-	if rt.closed || rt.queue.n >= rt.cfg.Queue.Size || rt.hasRoom(rt.readyEndpoints()) && rt.queue.n == 0 {
+	if rt.closed || rt.queue.n >= rt.cfg.Queue.Size || rt.mayGoLocked(rt.readyEndpoints(), false) {
 		rt.mu.Unlock()
 		return false
 	}
@@ -187,7 +187,7 @@ func (c *serverConn) readBodyToPark() bool {
 	if _, err := io.ReadFull(&c.body, b); err != nil {
 		return false // the handler sees the same error on its own read
 	}
-	if !c.body.eof {
+	if !c.body.eof() {
 		return false
 	}
 	c.parkedBody.Reset(b)

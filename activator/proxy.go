@@ -457,6 +457,9 @@ func (rt *route) pickExcluding(ready []*Endpoint, failed *Endpoint) *Endpoint {
 	if rt.limit <= 0 && (failed == nil || len(ready) < 2) {
 		return rt.policy.Pick(ready)
 	}
+	if failed == nil && len(ready) > 0 && rt.allHaveRoom(ready) {
+		return rt.policy.Pick(ready) // nothing to leave out: no copy
+	}
 	others := make([]*Endpoint, 0, len(ready))
 	var failedHasRoom bool
 	for _, ep := range ready {

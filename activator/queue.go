@@ -99,18 +99,9 @@ func (q *waitQueue) releaseOne() {
 // releaseAll wakes every held request, oldest first; each then picks an
 // endpoint through the route's policy.
 func (q *waitQueue) releaseAll() {
-	for w := q.head; w != nil; {
-		next := w.next
-		w.prev, w.next, w.queued = nil, nil, false
-		if w.released != nil {
-			close(w.released)
-		}
-		if w.wake != nil {
-			w.wake()
-		}
-		w = next
+	for q.head != nil {
+		q.releaseOne()
 	}
-	q.head, q.tail, q.n = nil, nil, 0
 }
 
 // waitReady holds the request until the route has a ready endpoint. It
@@ -129,7 +120,7 @@ func (r *route) waitReady(ctx context.Context, front bool) ([]*Endpoint, int) {
 			r.mu.Unlock()
 			return nil, statusRouteGone
 		}
-		if ready := r.readyEndpoints(); r.hasRoom(ready) && (front || r.queue.n == 0) {
+		if ready := r.readyEndpoints(); r.mayGoLocked(ready, front) {
 			r.mu.Unlock()
 			return ready, 0
 		}
@@ -191,16 +182,21 @@ func (r *route) waitReady(ctx context.Context, front bool) ([]*Endpoint, int) {
 // a capped route, only if an endpoint has a free slot and no request is
 // held before it.
 func (r *route) mayGo(ready []*Endpoint) bool {
-	if r.limit <= 0 {
-		return len(ready) > 0
-	}
 	if !r.hasRoom(ready) {
 		return false
 	}
+	if r.limit <= 0 {
+		return true
+	}
 	r.mu.Lock()
-	n := r.queue.n
-	r.mu.Unlock()
-	return n == 0
+	defer r.mu.Unlock()
+	return r.mayGoLocked(ready, false)
+}
+
+// mayGoLocked is mayGo with the route's lock held; first says the request
+// is first in line already (released, or queued at the front).
+func (r *route) mayGoLocked(ready []*Endpoint, first bool) bool {
+	return r.hasRoom(ready) && (first || r.limit <= 0 || r.queue.n == 0)
 }
 
 // waitReleased waits for released, the deadline or ctx: 0, 504 or

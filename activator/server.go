@@ -350,10 +350,11 @@ func (a *Activator) Config() *Config { return a.table.Load().cfg }
 // ServeHTTP routes and proxies one request.
 func (a *Activator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// A parked request (only ever served by Server's own response, with
+	// tracing off) counts its time in the queue and was first in line.
 	released := false
-	if hc, ok := r.Context().Value(serverConnKey{}).(*serverConn); ok && !hc.heldSince.IsZero() {
-		start = hc.heldSince // the request was parked: its time counts
-		released = true      // and it was first in line
+	if rw, ok := w.(*response); ok && !rw.c.heldSince.IsZero() {
+		start, released = rw.c.heldSince, true
 	}
 	rt := a.table.Load().router.match(r.Host, r.URL.Path, r.Header)
 	if rt == nil {
