@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -61,6 +62,9 @@ type connPool struct {
 	waiters []chan *upConn // requests waiting for a connection, oldest first
 	closed  bool           // the endpoint is gone: returned connections are closed
 	noReuse bool           // the endpoint is terminating: nothing goes back idle
+	// handedOff, when set (by tests), runs after a connection was handed
+	// to a waiter and before the waiter takes it.
+	handedOff func()
 }
 
 func (a *Activator) newPool(addr string) *connPool {
@@ -99,66 +103,101 @@ func (p *connPool) acquire(ctx context.Context) (*upConn, error) {
 		p.mu.Unlock()
 		select {
 		case c := <-ch:
-			c.reused = true
 			return c, nil
 		case p.slots <- struct{}{}:
-			p.leave(ch)
+			if c := p.leave(ch); c != nil {
+				// Handed a connection as well: keep that one.
+				<-p.slots
+				return c, nil
+			}
 			return nil, nil
 		case <-ctx.Done():
-			p.leave(ch)
+			if c := p.leave(ch); c != nil {
+				p.put(c)
+			}
 			return nil, ctx.Err()
 		}
 	}
 }
 
-// leave takes a waiter off the list; a connection handed to it meanwhile
-// goes back to the pool.
-func (p *connPool) leave(ch chan *upConn) {
+// leave takes a waiter off the list. It returns the connection handed to
+// the waiter before it could leave, if any: put hands over under p.mu, so
+// a waiter no longer on the list has its connection in ch already, and
+// one that gives up at the moment of the hand-off cannot lose it (with
+// its slot, for good).
+func (p *connPool) leave(ch chan *upConn) *upConn {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if i := slices.Index(p.waiters, ch); i >= 0 {
 		p.waiters = slices.Delete(p.waiters, i, i+1)
+		return nil
 	}
-	p.mu.Unlock()
-	select {
-	case c := <-ch:
-		p.put(c)
-	default:
-	}
+	return <-ch
 }
 
 // get returns an idle connection, or dials a new one.
 func (p *connPool) get(ctx context.Context, fresh bool) (*upConn, error) {
 	if !fresh {
-		now := time.Now()
-		p.mu.Lock()
-		for n := len(p.idle); n > 0; n = len(p.idle) {
-			c := p.idle[n-1]
-			p.idle[n-1] = nil
-			p.idle = p.idle[:n-1]
-			if now.Sub(c.idleAt) < p.a.upstreamIdle {
-				p.mu.Unlock()
-				c.reused = true
-				return c, nil
-			}
-			p.discard(c)
+		if c := p.takeIdle(); c != nil {
+			return c, nil
 		}
-		p.mu.Unlock()
 	}
-	if c, err := p.acquire(ctx); c != nil || err != nil {
-		return c, err
+	c, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		if c.usable() {
+			c.reused = true
+			return c, nil
+		}
+		// Closed by the backend since its last answer: its slot is ours
+		// for a new connection.
+		c.nc.Close()
 	}
 	nc, err := p.a.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		<-p.slots
 		return nil, err
 	}
-	return &upConn{
+	c = &upConn{
 		nc:    nc,
 		pool:  p,
 		br:    bufio.NewReaderSize(nc, upstreamReadBuffer),
 		bw:    bufio.NewWriterSize(nc, upstreamWriteBuffer),
 		abort: func() { _ = nc.SetDeadline(aLongTimeAgo) },
-	}, nil
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			if check := newIdleCheck(c); check != nil {
+				c.rc, c.idleCheck = rc, check
+			}
+		}
+	}
+	return c, nil
+}
+
+// takeIdle returns the most recently used idle connection that is still
+// usable, closing those idle too long or closed by the backend.
+func (p *connPool) takeIdle() *upConn {
+	now := time.Now()
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if now.Sub(c.idleAt) < p.a.upstreamIdle && c.usable() {
+			c.reused = true
+			return c
+		}
+		p.discard(c)
+	}
 }
 
 // put returns a connection whose last exchange completed cleanly.
@@ -166,11 +205,16 @@ func (p *connPool) put(c *upConn) {
 	c.idleAt = time.Now()
 	p.mu.Lock()
 	// The oldest request waiting for a connection takes this one over.
+	// The hand-off is made under p.mu, which leave takes too: a waiter
+	// that gives up meanwhile finds the connection and puts it back.
 	if len(p.waiters) > 0 && !p.closed && !p.noReuse {
 		ch := p.waiters[0]
 		p.waiters = slices.Delete(p.waiters, 0, 1)
-		p.mu.Unlock()
 		ch <- c // buffered, and written once
+		p.mu.Unlock()
+		if p.handedOff != nil {
+			p.handedOff()
+		}
 		return
 	}
 	if p.closed || p.noReuse || len(p.idle) >= p.a.maxIdle {
@@ -237,6 +281,33 @@ type upConn struct {
 	// abort unblocks the connection's I/O at once; made once per
 	// connection so that arming it per request allocates no closure.
 	abort func()
+	// rc and idleCheck look at the socket before a reuse (nil where the
+	// platform has no non-blocking peek); idleCheck sets idleOK.
+	rc        syscall.RawConn
+	idleCheck func(fd uintptr)
+	idleOK    bool
+}
+
+// usable reports whether the connection, idle since its last exchange,
+// may carry a request: the backend has neither closed it nor written to
+// it unasked. A backend closes idle connections after its own keep-alive
+// timeout (uvicorn, which serves vLLM, after 5 s; net/http after its
+// IdleTimeout), or right after an answer without saying so; a request sent
+// on such a connection fails, and one that cannot be sent twice (a POST)
+// would fail for the client. The check costs one non-blocking recv per
+// reuse and no allocation.
+func (c *upConn) usable() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	if c.idleCheck == nil {
+		return true
+	}
+	c.idleOK = false
+	if err := c.rc.Control(c.idleCheck); err != nil {
+		return false
+	}
+	return c.idleOK
 }
 
 func (c *upConn) setDeadline(t time.Time) {
@@ -421,6 +492,12 @@ var errResponseStarted = errors.New("upstream failed during the response body")
 
 type headerTimeoutError struct{ err error }
 
+// isTimeout reports whether err is a deadline passing.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 func (e *headerTimeoutError) Error() string { return "waiting for response headers: " + e.err.Error() }
 func (e *headerTimeoutError) Unwrap() error { return e.err }
 
@@ -531,7 +608,13 @@ func (x *exchange) roundTrip(c *upConn) (code int, reusable bool, err error) {
 	c.setDeadline(headDeadline)
 
 	if err := x.writeRequest(c); err != nil {
-		if c.reused && x.kind != bodyFixed && x.kind != bodyChunked {
+		var be *clientBodyError
+		switch {
+		case errors.As(err, &be):
+		case isTimeout(err):
+			// The backend stopped reading: it is slow, not gone.
+			return 0, false, &headerTimeoutError{err: err}
+		case c.reused && x.kind != bodyFixed && x.kind != bodyChunked:
 			return 0, false, &retryableError{err: err, reused: true}
 		}
 		return 0, false, fmt.Errorf("writing the request: %w", err)
@@ -545,17 +628,21 @@ func (x *exchange) roundTrip(c *upConn) (code int, reusable bool, err error) {
 			for k := range h {
 				delete(h, k)
 			}
+			// A timeout is no closed connection: the backend has the
+			// request and is slow. Sending it again would run it twice
+			// and make the client wait twice as long for its 504.
+			if isTimeout(err) {
+				return 0, false, &headerTimeoutError{err: err}
+			}
 			// The request went out whole and the connection closed
-			// before any answer: the usual race with an idle timeout,
-			// but the backend may have begun the request. Like
-			// net/http's Transport, send it again only when that is
-			// safe: idempotent methods, or an idempotency key.
+			// before any answer: a backend closing it as idle at that
+			// very moment (its FIN crossed the request; one closed
+			// before was caught by usable), but the backend may also
+			// have begun the request. Like net/http's Transport and
+			// nginx, send it again only when that is safe: idempotent
+			// methods, or an idempotency key.
 			if resp.nothingRead && c.reused && x.kind != bodyFixed && x.kind != bodyChunked && idempotent(r) {
 				return 0, false, &retryableError{err: err, reused: true}
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return 0, false, &headerTimeoutError{err: err}
 			}
 			return 0, false, fmt.Errorf("reading the response: %w", err)
 		}
