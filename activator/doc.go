@@ -134,7 +134,9 @@
 // (refused, unreachable: a fresh pod whose server is not listening yet)
 // always, and failures of a reused idle connection when the request body can
 // be sent again (no body, or a body of at most [MaxRetryBodyBytes] that is
-// buffered for the purpose).
+// buffered for the purpose) and, if it went out whole, the request is
+// idempotent. An idle connection the backend closed is not reused: each
+// is checked first. A timeout is never retried.
 //
 // # Tracing
 //

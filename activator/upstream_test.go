@@ -20,7 +20,7 @@ import (
 // net/http does not have. serve runs for each accepted connection; the
 // connection is closed when it returns. Its cleanup closes the listener
 // and the connections still open, and waits for every serve to return.
-func rawBackend(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
+func rawBackend(t testing.TB, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -248,4 +248,67 @@ func TestPoolHandOffToWaiterThatLeft(t *testing.T) {
 		t.Fatalf("the endpoint no longer serves: %v", err)
 	}
 	p.put(c)
+}
+
+// The check before reusing a connection tells a live connection from one
+// the backend closed or wrote to, and allocates nothing.
+func TestUpstreamIdleCheck(t *testing.T) {
+	for name, tc := range map[string]struct {
+		backend func(c net.Conn) // what the backend does to the idle connection
+		want    bool
+	}{
+		"open":   {func(net.Conn) {}, true},
+		"closed": {func(c net.Conn) { c.Close() }, false},
+		"reset":  {func(c net.Conn) { _ = c.(*net.TCPConn).SetLinger(0); c.Close() }, false},
+		"wrote":  {func(c net.Conn) { fmt.Fprint(c, "HTTP/1.1 408 Request Timeout\r\n\r\n") }, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			conns := make(chan net.Conn, 1)
+			addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+				conns <- c
+				_, _ = io.Copy(io.Discard, br)
+			})
+			p := New(Options{Logger: testLogger(t)}).newPool(addr)
+			defer p.close()
+			c, err := p.get(context.Background(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.discard(c)
+			if c.idleCheck == nil {
+				t.Skip("no idle check on this platform")
+			}
+			tc.backend(waitFor(t, "the backend to accept", conns))
+			if tc.want {
+				if !c.usable() {
+					t.Fatal("an open connection is not usable")
+				}
+				if n := testing.AllocsPerRun(100, func() { c.usable() }); n != 0 {
+					t.Errorf("%v allocations per check, want 0", n)
+				}
+				return
+			}
+			eventually(t, "the check to see what the backend did", func() bool { return !c.usable() })
+		})
+	}
+}
+
+// BenchmarkUpstreamIdleCheck measures the check made before each reuse of
+// an upstream connection: one recv(MSG_PEEK|MSG_DONTWAIT) on an open
+// loopback connection.
+func BenchmarkUpstreamIdleCheck(b *testing.B) {
+	addr := rawBackend(b, func(c net.Conn, br *bufio.Reader) { _, _ = io.Copy(io.Discard, br) })
+	p := New(Options{}).newPool(addr)
+	defer p.close()
+	c, err := p.get(context.Background(), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.discard(c)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !c.usable() {
+			b.Fatal("not usable")
+		}
+	}
 }
