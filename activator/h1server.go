@@ -47,6 +47,7 @@ type Server struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	maxHeaderBytes    int
+	maxConns          int // 0: no cap
 
 	h2      *http.Server // serves the h2c connections, started with the first
 	h2l     *handoffListener
@@ -73,6 +74,7 @@ func (a *Activator) Server() *Server {
 		readHeaderTimeout: a.opts.ReadHeaderTimeout,
 		idleTimeout:       a.opts.IdleTimeout,
 		maxHeaderBytes:    a.opts.MaxHeaderBytes,
+		maxConns:          a.opts.MaxConnections,
 		h2l:               newHandoffListener(),
 		watcher:           newConnWatcher(a.logger),
 		listeners:         map[net.Listener]struct{}{},
@@ -122,8 +124,16 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		c := s.newConn(nc)
-		if c == nil {
+		c, err := s.newConn(nc)
+		if errors.Is(err, errTooManyConns) {
+			// Closed at once rather than left in the backlog: the client
+			// learns now, and a flood of them costs a descriptor for a
+			// moment, not a goroutine and buffers each.
+			nc.Close()
+			s.a.m.connsRefused.Inc()
+			continue
+		}
+		if err != nil {
 			nc.Close()
 			return http.ErrServerClosed
 		}
@@ -133,7 +143,7 @@ func (s *Server) Serve(l net.Listener) error {
 
 // serveConn serves one connection on the calling goroutine (tests, fuzzing).
 func (s *Server) serveConn(nc net.Conn) {
-	if c := s.newConn(nc); c != nil {
+	if c, err := s.newConn(nc); err == nil {
 		c.serve()
 	} else {
 		nc.Close()
@@ -208,7 +218,20 @@ func (s *Server) closeIdle() bool {
 	return len(s.conns) == 0
 }
 
-func (s *Server) newConn(nc net.Conn) *serverConn {
+// errTooManyConns is a connection beyond MaxConnections.
+var errTooManyConns = errors.New("too many connections")
+
+// newConn sets up a connection's state; it fails with http.ErrServerClosed
+// in shutdown and errTooManyConns when MaxConnections are open.
+func (s *Server) newConn(nc net.Conn) (*serverConn, error) {
+	if s.maxConns > 0 {
+		s.mu.Lock()
+		full := len(s.conns) >= s.maxConns
+		s.mu.Unlock()
+		if full {
+			return nil, errTooManyConns
+		}
+	}
 	c := &serverConn{s: s, nc: nc, remote: nc.RemoteAddr().String()}
 	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), serverConnKey{}, c))
 	c.cr.c = c
@@ -224,10 +247,10 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
-		return nil
+		return nil, http.ErrServerClosed
 	}
 	s.conns[c] = struct{}{}
-	return c
+	return c, nil
 }
 
 func (s *Server) forget(c *serverConn) {
