@@ -244,3 +244,40 @@ func TestUpgradeStreamIntactAroundWatch(t *testing.T) {
 		}
 	}
 }
+
+// Once a connection is being taken over (Hijack, hold and parking stop the
+// watch first), a watch timer that fires late, in between, starts no watch
+// that would read the connection's next byte.
+func TestLateWatchTimerStartsNoWatch(t *testing.T) {
+	s := New(Options{}).Server()
+	defer s.Close()
+	client, server := net.Pipe()
+	defer client.Close()
+	c, err := s.newConn(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.nc.Close()
+	c.state.Store(connActive)
+	c.bodyDone.Store(true)
+	c.armWatch()
+	c.stopWatch() // what Hijack, hold and tryPark do first
+	c.startWatch()
+	c.watchMu.Lock()
+	watching := c.watching
+	c.watchMu.Unlock()
+	if watching {
+		c.stopWatch()
+		t.Fatal("a watch timer firing after stopWatch started a watch")
+	}
+	// armWatch lets the next request be watched again.
+	c.armWatch()
+	c.startWatch()
+	c.watchMu.Lock()
+	watching = c.watching
+	c.watchMu.Unlock()
+	c.stopWatch()
+	if !watching {
+		t.Fatal("no watch after armWatch")
+	}
+}
