@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -47,6 +48,7 @@ type Server struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	maxHeaderBytes    int
+	maxConns          int // 0: no cap
 
 	h2      *http.Server // serves the h2c connections, started with the first
 	h2l     *handoffListener
@@ -73,6 +75,7 @@ func (a *Activator) Server() *Server {
 		readHeaderTimeout: a.opts.ReadHeaderTimeout,
 		idleTimeout:       a.opts.IdleTimeout,
 		maxHeaderBytes:    a.opts.MaxHeaderBytes,
+		maxConns:          a.opts.MaxConnections,
 		h2l:               newHandoffListener(),
 		watcher:           newConnWatcher(a.logger),
 		listeners:         map[net.Listener]struct{}{},
@@ -122,8 +125,16 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		c := s.newConn(nc)
-		if c == nil {
+		c, err := s.newConn(nc)
+		if errors.Is(err, errTooManyConns) {
+			// Closed at once rather than left in the backlog: the client
+			// learns now, and a flood of them costs a descriptor for a
+			// moment, not a goroutine and buffers each.
+			nc.Close()
+			s.a.m.connsRefused.Inc()
+			continue
+		}
+		if err != nil {
 			nc.Close()
 			return http.ErrServerClosed
 		}
@@ -133,7 +144,7 @@ func (s *Server) Serve(l net.Listener) error {
 
 // serveConn serves one connection on the calling goroutine (tests, fuzzing).
 func (s *Server) serveConn(nc net.Conn) {
-	if c := s.newConn(nc); c != nil {
+	if c, err := s.newConn(nc); err == nil {
 		c.serve()
 	} else {
 		nc.Close()
@@ -208,7 +219,20 @@ func (s *Server) closeIdle() bool {
 	return len(s.conns) == 0
 }
 
-func (s *Server) newConn(nc net.Conn) *serverConn {
+// errTooManyConns is a connection beyond MaxConnections.
+var errTooManyConns = errors.New("too many connections")
+
+// newConn sets up a connection's state; it fails with http.ErrServerClosed
+// in shutdown and errTooManyConns when MaxConnections are open.
+func (s *Server) newConn(nc net.Conn) (*serverConn, error) {
+	if s.maxConns > 0 {
+		s.mu.Lock()
+		full := len(s.conns) >= s.maxConns
+		s.mu.Unlock()
+		if full {
+			return nil, errTooManyConns
+		}
+	}
 	c := &serverConn{s: s, nc: nc, remote: nc.RemoteAddr().String()}
 	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), serverConnKey{}, c))
 	c.cr.c = c
@@ -224,10 +248,10 @@ func (s *Server) newConn(nc net.Conn) *serverConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
-		return nil
+		return nil, http.ErrServerClosed
 	}
 	s.conns[c] = struct{}{}
-	return c
+	return c, nil
 }
 
 func (s *Server) forget(c *serverConn) {
@@ -329,6 +353,14 @@ type serverConn struct {
 	watchTimer *time.Timer
 	watching   bool
 	aborting   bool
+	// watchOff keeps startWatch from starting a watch: set by stopWatch,
+	// cleared by armWatch. Whoever takes the connection over (a hijack,
+	// hold, parking) stops the watch first, and a timer firing meanwhile
+	// must not start another that would read the connection's next byte.
+	watchOff atomic.Bool
+	// heldUnread says the connWatcher watches the connection for hold
+	// (a body still unread), not for parking; see clientGone.
+	heldUnread bool
 	watchDone  chan struct{}
 	stopRead   func()
 	bodyDone   atomic.Bool // the request body was read to its end
@@ -414,7 +446,7 @@ func (c *serverConn) run(resumed int32, rt *route) {
 				c.answerParked(parkRouteGone, rt)
 				break
 			}
-			c.watchTimer.Reset(watchAfter)
+			c.armWatch()
 			c.s.handler.ServeHTTP(&c.resp, c.req)
 		case parkTimedOut, parkRouteGone:
 			c.answerParked(resumed, rt)
@@ -470,7 +502,7 @@ func (c *serverConn) nextRequest() bool {
 	_ = c.nc.SetReadDeadline(time.Time{})
 	c.served++
 	c.resp.reset()
-	c.watchTimer.Reset(watchAfter)
+	c.armWatch()
 	return true
 }
 
@@ -860,6 +892,11 @@ func (c *serverConn) handOffH2C() {
 // take another request.
 func (c *serverConn) finish() bool {
 	w := &c.resp
+	if !w.wroteHeader && c.ctx.Err() != nil {
+		// The client went away and the handler answered nothing (the
+		// metrics counted 499): no response is made up for it.
+		return false
+	}
 	if !w.wroteHeader {
 		if !w.statusSet {
 			w.status = http.StatusOK
@@ -907,13 +944,13 @@ func (c *serverConn) finish() bool {
 
 // startWatch runs once a request has run for watchAfter: a goroutine reads
 // the connection so that the client going away cancels the request's
-// context (a held or long request then ends, and its upstream exchange is
+// context (a long request then ends, and its upstream exchange is
 // aborted). Only once the request body is read: until then the handler
 // reads the connection itself.
 func (c *serverConn) startWatch() {
 	c.watchMu.Lock()
 	defer c.watchMu.Unlock()
-	if c.watching || c.hijacked || c.state.Load() != connActive {
+	if c.watching || c.watchOff.Load() || c.hijacked || c.state.Load() != connActive {
 		return
 	}
 	if !c.bodyDone.Load() {
@@ -934,13 +971,27 @@ func (c *serverConn) watch(done chan struct{}) {
 		c.cr.hasByte = true // pipelined: the next request's first byte
 		return
 	}
-	if err != nil && !c.aborting {
+	// A FIN after a complete request is a half-close as much as a close:
+	// the client may still read (RFC 9112, 9.6), so the request goes on
+	// and its answer is written; a client that closed for good resets
+	// the connection on the first bytes of it, which ends the exchange.
+	// A reset or another error here means the client is gone.
+	if err != nil && err != io.EOF && !c.aborting {
 		c.cancel()
 	}
 }
 
-// stopWatch stops the watching goroutine, if any, and waits for it.
+// armWatch lets the connection be watched once the request has run for
+// watchAfter.
+func (c *serverConn) armWatch() {
+	c.watchOff.Store(false)
+	c.watchTimer.Reset(watchAfter)
+}
+
+// stopWatch stops the watching goroutine, if any, and waits for it; no
+// watch starts again until armWatch.
 func (c *serverConn) stopWatch() {
+	c.watchOff.Store(true)
 	c.watchTimer.Stop()
 	c.watchMu.Lock()
 	if !c.watching {
@@ -966,13 +1017,22 @@ type serverConnKey struct{}
 // statusClientGone. It reads the connection for the client going away,
 // with its buffers back in their pools meanwhile, and is woken by wake,
 // which the queue calls when it releases the request (after closing
-// released). ok is false when the connection cannot be watched this way
-// (a body still unread, a pipelined request, a 100 Continue sent): the
-// caller then waits by other means.
+// released). A connection that must not be read (a body still unread, a
+// pipelined request, a 100 Continue sent) is watched by the connWatcher
+// instead. ok is false when neither can be done: the caller then waits
+// by other means.
 func (c *serverConn) hold(released <-chan struct{}, deadline time.Time) (code int, ok bool) {
 	c.stopWatch()
-	if c.hijacked || c.cr.hasByte || !c.bodyDone.Load() || c.br == nil || c.br.Buffered() > 0 || c.bw != nil {
+	if c.hijacked {
 		return 0, false
+	}
+	defer func() {
+		if ok && code == 0 {
+			c.armWatch() // released: the request goes on
+		}
+	}()
+	if c.cr.hasByte || !c.bodyDone.Load() || c.br == nil || c.br.Buffered() > 0 || c.bw != nil {
+		return c.holdWatched(released, deadline)
 	}
 	c.s.pools.putReader(c.br)
 	c.br = nil
@@ -1029,6 +1089,33 @@ func (c *serverConn) hold(released <-chan struct{}, deadline time.Time) (code in
 	}
 }
 
+// holdWatched is hold for a connection that must not be read: the
+// connWatcher reports a FIN or a reset (never bytes, which the body and a
+// next request are made of) by cancelling the connection's context. A
+// client that leaves halfway through its body is gone, whatever it did.
+func (c *serverConn) holdWatched(released <-chan struct{}, deadline time.Time) (int, bool) {
+	c.heldUnread = true
+	id := c.s.watcher.add(c)
+	if id == 0 {
+		c.heldUnread = false
+		return 0, false
+	}
+	code := waitReleased(c.ctx, released, deadline)
+	c.s.watcher.remove(c, id)
+	c.heldUnread = false
+	return code, true
+}
+
+// clientGone is the connWatcher's report: the client closed or reset.
+// Called with the watcher's lock held, while c is watched.
+func (c *serverConn) clientGone() {
+	if c.heldUnread {
+		c.cancel()
+		return
+	}
+	c.parkGone()
+}
+
 // wake interrupts hold's read.
 func (c *serverConn) wake() {
 	c.watchMu.Lock()
@@ -1045,6 +1132,36 @@ type requestBody struct {
 	chunked   io.Reader
 	err       error
 	expect    bool // send 100 Continue before the first read
+	started   bool // read from already
+	deadline  bool // the route's request timeout is the connection's read deadline
+}
+
+// errBodyTimeout is a request body that did not arrive within the route's
+// request timeout.
+var errBodyTimeout = fmt.Errorf("the request timeout passed before the whole body arrived: %w", os.ErrDeadlineExceeded)
+
+// start bounds reading the body by the request timeout of its route, so
+// that a client sending its body slowly holds an endpoint's slot (and a
+// goroutine) no longer than a slow upstream may. The clock starts with
+// the first read: right after an endpoint is picked, or before the
+// request parks.
+func (b *requestBody) start() {
+	b.started = true
+	c := b.c
+	rt := c.s.a.table.Load().router.match(c.req.Host, c.req.URL.Path, c.req.Header)
+	if rt == nil || rt.cfg.Timeouts.Request <= 0 {
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(rt.cfg.Timeouts.Request))
+	b.deadline = true
+}
+
+// readErr is what Read returns for err from the connection.
+func (b *requestBody) readErr(err error) error {
+	if b.deadline && errors.Is(err, os.ErrDeadlineExceeded) {
+		return errBodyTimeout
+	}
+	return err
 }
 
 func (b *requestBody) reset(c *serverConn, n int64, expect bool) {
@@ -1055,7 +1172,15 @@ func (b *requestBody) reset(c *serverConn, n int64, expect bool) {
 // eof reports whether the body was read to its end.
 func (b *requestBody) eof() bool { return b.c.bodyDone.Load() }
 
-func (b *requestBody) setEOF() { b.c.bodyDone.Store(true) }
+func (b *requestBody) setEOF() {
+	b.c.bodyDone.Store(true)
+	if b.deadline {
+		// Whoever reads the connection next (the watch, hold, the next
+		// request) sets its own deadline, or none.
+		_ = b.c.nc.SetReadDeadline(time.Time{})
+		b.deadline = false
+	}
+}
 
 func (b *requestBody) Read(p []byte) (int, error) {
 	if b.eof() {
@@ -1067,6 +1192,9 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	c := b.c
 	if c.br == nil {
 		return 0, io.ErrClosedPipe
+	}
+	if !b.started {
+		b.start()
 	}
 	if b.expect {
 		b.expect = false
@@ -1086,11 +1214,12 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		n, err := b.chunked.Read(p)
 		if err == io.EOF {
 			if terr := b.readTrailers(); terr != nil {
-				b.err = terr
-				return n, terr
+				b.err = b.readErr(terr)
+				return n, b.err
 			}
 			b.setEOF()
 		} else if err != nil {
+			err = b.readErr(err)
 			b.err = err
 		}
 		return n, err
@@ -1108,6 +1237,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
+		err = b.readErr(err)
 		b.err = err
 	}
 	return n, err
@@ -1448,6 +1578,12 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c.state.Store(connClosed)
 	if c.br == nil {
 		c.br = c.s.pools.reader(&c.cr)
+	}
+	if c.cr.hasByte {
+		// A byte the watch read (the upgraded stream's first) goes into
+		// the buffer, where whoever takes the connection looks for what
+		// was read of it already.
+		_, _ = c.br.Peek(c.br.Buffered() + 1)
 	}
 	c.ensureWriter()
 	_ = c.nc.SetDeadline(time.Time{})

@@ -27,6 +27,7 @@ type instruments struct {
 	reloadFailed    prometheus.Gauge
 	reloadSuccess   prometheus.Gauge
 	routes          prometheus.Gauge
+	connsRefused    prometheus.Counter
 }
 
 func newInstruments(reg prometheus.Registerer) *instruments {
@@ -90,11 +91,16 @@ func newInstruments(reg prometheus.Registerer) *instruments {
 			Namespace: metricsNamespace, Subsystem: "activator", Name: "routes",
 			Help: "Routes in force.",
 		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "activator", Name: "connections_refused_total",
+			Help: "Client connections closed as soon as accepted because --max-connections were open.",
+		}),
 	}
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	reg.MustRegister(m.inFlight, m.queued, m.requests, m.duration, m.queueWait, m.endpointFlight, m.endpoints,
-		m.retries, m.metricRefreshes, m.unmatched, m.reloads, m.reloadFailed, m.reloadSuccess, m.routes)
+		m.retries, m.metricRefreshes, m.unmatched, m.reloads, m.reloadFailed, m.reloadSuccess, m.routes,
+		m.connsRefused)
 	return m
 }
 

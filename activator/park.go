@@ -61,7 +61,11 @@ func (c *serverConn) tryPark() bool {
 	if !c.bodyDone.Load() && !c.readBodyToPark() {
 		return false
 	}
+	// From here no watch may read the connection: parked, it is the
+	// connWatcher's.
+	c.stopWatch()
 	if c.cr.hasByte || c.br.Buffered() > 0 || c.bw != nil {
+		c.armWatch()
 		return false
 	}
 	p := &c.park
@@ -73,6 +77,7 @@ func (c *serverConn) tryPark() bool {
 	rt.mu.Lock()
 	if rt.closed || rt.queue.n >= rt.cfg.Queue.Size || rt.mayGoLocked(rt.readyEndpoints(), false) {
 		rt.mu.Unlock()
+		c.armWatch()
 		return false
 	}
 	p.rt = rt
@@ -84,7 +89,6 @@ func (c *serverConn) tryPark() bool {
 	rt.queue.push(&p.w)
 	rt.mu.Unlock()
 
-	c.watchTimer.Stop()
 	rt.m.queued.Inc()
 	a.demand.Add(rt.ns, rt.svc, 0, 1)
 	p.timer.Reset(rt.cfg.Queue.Timeout)

@@ -901,11 +901,20 @@ var commonHeaders = func() map[string]string {
 	return m
 }()
 
+// maxInternedBytes bounds the bytes of the strings an interner keeps
+// (names and values): without it, 64 values of up to the head limit each
+// would keep megabytes per connection. 4 KiB holds what is worth
+// keeping, names and the usual values (a User-Agent, a JWT), and a value
+// that does not fit is simply not remembered.
+const maxInternedBytes = 4 << 10
+
 // interner turns the header names and values read from one connection
-// into strings, allocating only for those not seen before on it.
+// into strings, allocating only for those not seen before on it. What it
+// keeps is bounded by maxInternedHeaders entries and maxInternedBytes.
 type interner struct {
 	keys   map[string]string // canonical names of the names seen
 	values map[string]string // the last value of each header
+	bytes  int               // of the strings in keys and values
 }
 
 // key returns the canonical name of a header name; cache false keeps it
@@ -918,34 +927,42 @@ func (in *interner) key(b []byte, cache bool) string {
 		return k
 	}
 	k := textproto.CanonicalMIMEHeaderKey(string(b))
-	if !cache {
+	if !cache || len(in.keys) >= maxInternedHeaders || in.bytes+2*len(b) > maxInternedBytes {
 		return k
 	}
 	if in.keys == nil {
 		in.keys = map[string]string{}
 	}
-	if len(in.keys) < maxInternedHeaders {
-		in.keys[string(b)] = k
-	}
+	in.keys[string(b)] = k
+	in.bytes += 2 * len(b)
 	return k
 }
 
 // value returns v as a string, reusing the value last seen for the same
 // header (Content-Type, Server, a Date within the same second…).
 func (in *interner) value(key string, v []byte, cache bool) string {
-	if old, ok := in.values[key]; ok && old == string(v) {
+	old, seen := in.values[key]
+	if seen && old == string(v) {
 		return old
 	}
 	s := string(v)
 	if !cache {
 		return s
 	}
+	size := in.bytes + len(s)
+	if seen {
+		size -= len(old)
+	} else {
+		size += len(key) // shared with the keys, but counted: a bound, not a measure
+	}
+	if size > maxInternedBytes || !seen && len(in.values) >= maxInternedHeaders {
+		return s
+	}
 	if in.values == nil {
 		in.values = map[string]string{}
 	}
-	if _, ok := in.values[key]; ok || len(in.values) < maxInternedHeaders {
-		in.values[key] = s
-	}
+	in.values[key] = s
+	in.bytes = size
 	return s
 }
 

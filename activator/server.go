@@ -34,6 +34,10 @@ const (
 	// DefaultMaxConnsPerEndpoint caps the connections to one endpoint, idle
 	// and in use; requests beyond it wait for one.
 	DefaultMaxConnsPerEndpoint = 1024
+	// DefaultMaxConnections is the --max-connections default: about
+	// 150 MiB of connections waiting for a request head, or a queue of
+	// 10,000 held requests.
+	DefaultMaxConnections = 10000
 )
 
 // DemandRecorder learns of every change in a service's in-flight and
@@ -75,6 +79,11 @@ type Options struct {
 	UpstreamIdleTimeout     time.Duration // an idle upstream connection; default 60s
 	MaxIdleConnsPerEndpoint int           // default 1024
 	MaxConnsPerEndpoint     int           // default 1024; requests beyond it wait for a connection
+	// MaxConnections caps the client connections the HTTP/1.1 server
+	// serves at once, held requests' included; beyond it a new connection
+	// is closed at once and counted. 0: no cap (the flag's default is
+	// DefaultMaxConnections).
+	MaxConnections int
 }
 
 // Activator routes, balances, queues and proxies requests. Create it with

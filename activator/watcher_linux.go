@@ -7,7 +7,7 @@ import (
 )
 
 // connWatcher notices parked connections' clients going away (a FIN or a
-// reset) with one epoll set and one goroutine for all of them, instead of
+// reset), and those of held requests whose body is not read yet, with one epoll set and one goroutine for all of them, instead of
 // a goroutine reading each connection. The descriptors stay Go's: they
 // are only added to a second epoll set, edge-triggered, and taken out
 // before the connection goes on.
@@ -140,7 +140,7 @@ func (w *connWatcher) loop() {
 			// this id can reach the connection (it may park again).
 			w.mu.Lock()
 			if c := w.conns[id]; c != nil {
-				c.parkGone()
+				c.clientGone()
 			}
 			w.mu.Unlock()
 		}

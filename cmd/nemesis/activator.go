@@ -36,6 +36,7 @@ type activatorConfig struct {
 	idleTimeout       time.Duration
 	maxHeaderBytes    int
 	maxConns          int
+	maxConnections    int
 	kubeconfig        string
 	id                string
 	prom              metrics.ClientConfig
@@ -60,6 +61,7 @@ func parseActivatorFlags(args []string, stderr io.Writer) (*activatorConfig, err
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", activator.DefaultIdleTimeout, "how long an idle client keep-alive connection stays open")
 	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", activator.DefaultMaxHeaderBytes, "largest request head; larger ones get 431")
 	fs.IntVar(&c.maxConns, "max-conns-per-endpoint", activator.DefaultMaxConnsPerEndpoint, "most connections to one endpoint, idle and in use; requests beyond wait for one (a released queue does not flood a fresh pod)")
+	fs.IntVar(&c.maxConnections, "max-connections", activator.DefaultMaxConnections, "most client connections served at once, held requests included; more are closed at once and counted (0: no cap)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for service routes; in a cluster the pod's service account is used")
 	hostname, _ := os.Hostname()
 	fs.StringVar(&c.id, "id", hostname, "this replica's name in the demand stream scalers read from /demand/watch (default: the host name, which is the pod name)")
@@ -95,6 +97,9 @@ func parseActivatorFlags(args []string, stderr io.Writer) (*activatorConfig, err
 	if c.maxConns <= 0 {
 		problems = append(problems, "--max-conns-per-endpoint must be positive")
 	}
+	if c.maxConnections < 0 {
+		problems = append(problems, "--max-connections must not be negative")
+	}
 	if len(problems) > 0 {
 		return nil, usageError("%s", strings.Join(problems, "; "))
 	}
@@ -125,6 +130,7 @@ func runActivator(ctx context.Context, args []string, stderr io.Writer) error {
 		IdleTimeout:         cfg.idleTimeout,
 		MaxHeaderBytes:      cfg.maxHeaderBytes,
 		MaxConnsPerEndpoint: cfg.maxConns,
+		MaxConnections:      cfg.maxConnections,
 	}
 	if cfg.prom.URL != "" {
 		client, err := metrics.NewClient(cfg.prom, logger, reg, proc.tp)
