@@ -2,6 +2,7 @@ package activator
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -83,14 +85,19 @@ func TestRequestTimeoutBoundsClientBody(t *testing.T) {
 				t.Errorf("the next request was answered %v after the dribbler began; timeouts.request is %v", took.Round(time.Millisecond), timeout)
 			}
 			resp, body = dribbler.read(http.MethodPost)
-			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "request timeout") {
-				t.Errorf("the dribbler got %d %q, want 400 naming the request timeout", resp.StatusCode, body)
+			if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(body, "request timeout") {
+				t.Errorf("the dribbler got %d %q, want 408 naming the request timeout", resp.StatusCode, body)
 			}
-			dribbler.expectClosed()
+			// Closed: an EOF, or a reset where a dribbled byte arrived
+			// after the activator stopped reading.
+			_ = dribbler.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if n, err := dribbler.br.Read(make([]byte, 1)); n != 0 || (err != io.EOF && !errors.Is(err, syscall.ECONNRESET)) {
+				t.Errorf("after the 408: read %d bytes, %v; want the connection closed", n, err)
+			}
 		})
 	}
-	if n := requestsCounted(t, h, "slow", http.StatusBadRequest); n != 2 {
-		t.Errorf("requests_total{code=\"400\"} = %v, want 2", n)
+	if n := requestsCounted(t, h, "slow", http.StatusRequestTimeout); n != 2 {
+		t.Errorf("requests_total{code=\"408\"} = %v, want 2", n)
 	}
 }
 
@@ -166,13 +173,21 @@ func TestMaxConnections(t *testing.T) {
 	}
 }
 
-// A client that shuts down its sending side after a complete request (a
-// half-close, as `nc -N` does) still gets the whole response, and the
-// metrics count what it got.
-func TestHalfClosedClientGetsResponse(t *testing.T) {
+// A client that half-closes after its request is taken for gone, as nginx
+// (499) and net/http's server take a FIN: nothing on the wire tells it from
+// a client that closed for good, whose upstream work must stop. What it is
+// told and what the metrics say agree: no answer is made up for it (it got
+// "200" with an empty body before), the request counts once, as 499, and
+// the backend's request is cancelled.
+func TestHalfClosedClientCountedAsGone(t *testing.T) {
+	cancelled := make(chan struct{}, 1)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(100 * time.Millisecond) // the client's connection is watched by now
-		fmt.Fprint(w, "the whole answer")
+		select {
+		case <-r.Context().Done():
+			cancelled <- struct{}{}
+		case <-time.After(5 * time.Second):
+			fmt.Fprint(w, "too late")
+		}
 	}))
 	t.Cleanup(be.Close)
 	h := startActivator(t, staticRoute("half", hostOf(be)), Options{})
@@ -181,14 +196,19 @@ func TestHalfClosedClientGetsResponse(t *testing.T) {
 	if err := c.nc.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := c.read(http.MethodGet)
-	if resp.StatusCode != 200 || body != "the whole answer" {
-		t.Errorf("after a half-close: %d %q", resp.StatusCode, body)
+	select {
+	case <-cancelled:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the backend's request was not cancelled after the client's FIN")
 	}
-	c.expectClosed()
-	eventually(t, "the request counted", func() bool { return requestsCounted(t, h, "half", 200) == 1 })
-	if n := requestsCounted(t, h, "half", statusClientGone); n != 0 {
-		t.Errorf("requests_total{code=\"499\"} = %v for a client that got its answer", n)
+	_ = c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	got, err := io.ReadAll(c.br)
+	if len(got) != 0 || err != nil {
+		t.Errorf("after a half-close: read %q, %v; want nothing, then EOF", got, err)
+	}
+	eventually(t, "the request counted as 499", func() bool { return requestsCounted(t, h, "half", statusClientGone) == 1 })
+	if n := requestsCounted(t, h, "half", 200); n != 0 {
+		t.Errorf("requests_total{code=\"200\"} = %v for a client that got no answer", n)
 	}
 }
 

@@ -971,12 +971,13 @@ func (c *serverConn) watch(done chan struct{}) {
 		c.cr.hasByte = true // pipelined: the next request's first byte
 		return
 	}
-	// A FIN after a complete request is a half-close as much as a close:
-	// the client may still read (RFC 9112, 9.6), so the request goes on
-	// and its answer is written; a client that closed for good resets
-	// the connection on the first bytes of it, which ends the exchange.
-	// A reset or another error here means the client is gone.
-	if err != nil && err != io.EOF && !c.aborting {
+	// A FIN after a complete request means the client is gone, as nginx
+	// (499) and net/http's server take it: a client library that gives up
+	// closes its socket, and the upstream work (a long generation) must
+	// stop. A client that only half-closed is told apart from one that
+	// closed for good by nothing on the wire; it is rare, and gets no
+	// answer made up for it (see finish).
+	if err != nil && !c.aborting {
 		c.cancel()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -376,8 +377,9 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 		}
 		b := (*x.bodyBuf)[:r.ContentLength]
 		if _, err := io.ReadFull(r.Body, b); err != nil {
-			http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
-			return http.StatusBadRequest
+			code := clientBodyStatus(err)
+			http.Error(w, "reading the request body: "+err.Error(), code)
+			return code
 		}
 		x.kind, x.body = bodyBuffered, b
 	case r.ContentLength > 0:
@@ -473,7 +475,7 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 	}
 	var be *clientBodyError
 	if errors.As(lastErr, &be) {
-		return rt.fail(w, http.StatusBadRequest, be.Error(), span)
+		return rt.fail(w, clientBodyStatus(be.err), be.Error(), span)
 	}
 	var he *headerTimeoutError
 	if errors.As(lastErr, &he) {
@@ -794,6 +796,16 @@ func (x *exchange) writeRequest(c *upConn) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// clientBodyStatus is the answer to a request whose body could not be
+// read: 408 when it did not arrive within the route's request timeout (as
+// nginx answers a client_body_timeout), 400 when it was malformed or cut.
+func clientBodyStatus(err error) int {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return http.StatusRequestTimeout
+	}
+	return http.StatusBadRequest
 }
 
 // clientBodyError marks a failure to read the client's request body.
