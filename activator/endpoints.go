@@ -213,10 +213,16 @@ func (r *route) allHaveRoom(ready []*Endpoint) bool {
 // slotFreed hands a capped route's freed slot to the oldest held request.
 func (r *route) slotFreed() {
 	r.mu.Lock()
-	if r.queue.n > 0 && r.hasRoom(r.readyEndpoints()) {
+	r.releaseFreeLocked()
+	r.mu.Unlock()
+}
+
+// releaseFreeLocked releases the oldest held request of a capped route if
+// an endpoint has a free slot.
+func (r *route) releaseFreeLocked() {
+	if r.limit > 0 && !r.closed && r.queue.n > 0 && r.hasRoom(r.readyEndpoints()) {
 		r.queue.releaseOne()
 	}
-	r.mu.Unlock()
 }
 
 // readyEndpoints returns the current ready set; callers must not modify it.

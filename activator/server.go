@@ -129,6 +129,11 @@ type route struct {
 
 	cancelSource func()
 	cancelMetric context.CancelFunc
+
+	// givingUp, when set, runs as a held request gives up (queue timeout,
+	// client gone) and before it leaves the queue: a test seam that makes
+	// a release race with the giving up. Set before the route serves.
+	givingUp func()
 }
 
 // New returns an Activator without routes: every request gets 404 until
