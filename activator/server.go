@@ -220,8 +220,10 @@ func (a *Activator) Check(cfg *Config) error {
 
 // Apply puts cfg in force. Routes whose backend, policy, queue and
 // timeouts are unchanged keep their state (endpoints, connections, queue,
-// counters); only their match may change. Removed routes are closed: their
-// held requests get 503, their in-flight requests finish.
+// counters); only their match may change. A changed route is rebuilt, and
+// takes over its predecessor's endpoints with their in-flight counts and
+// connections. Removed routes are closed: their held requests get 503,
+// their in-flight requests finish.
 func (a *Activator) Apply(cfg *Config) error {
 	if err := a.Check(cfg); err != nil {
 		return err
@@ -247,6 +249,15 @@ func (a *Activator) Apply(cfg *Config) error {
 		created = append(created, r)
 	}
 	a.table.Store(&table{router: newRouter(cfg.Routes, list), cfg: cfg})
+	// A route rebuilt under the same name takes over its predecessor's
+	// endpoints, with their requests in flight and their connections,
+	// before it subscribes: its first endpoint update keeps those still
+	// ready, and the cap and least-request go on from their true counts.
+	for _, r := range created {
+		if old := a.routes[r.cfg.Name]; old != nil && old.m.labels == r.m.labels {
+			old.handOver(r)
+		}
+	}
 	// Start the new routes after they are reachable, so that a static
 	// route's synchronous update finds its queue in place (it is empty).
 	for _, r := range created {
@@ -312,7 +323,15 @@ func (r *route) start() {
 
 // close stops the route: no more endpoint updates, held requests get 503,
 // idle connections close. forget drops its metric series too.
-func (r *route) close(forget bool) {
+func (r *route) close(forget bool) { r.shutdown(nil, forget) }
+
+// handOver stops the route like close, for next, which replaces it under
+// the same name and metric labels and has not started: next takes over
+// the endpoints, their in-flight counts and connection pools. Held
+// requests go on under next (see ServeHTTP).
+func (r *route) handOver(next *route) { r.shutdown(next, false) }
+
+func (r *route) shutdown(next *route, forget bool) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -323,6 +342,17 @@ func (r *route) close(forget bool) {
 	r.queue.releaseAll()
 	eps := r.all
 	r.all = map[string]*Endpoint{}
+	if next != nil {
+		// Both locks: a request finishing (done) sees the endpoint's
+		// route and that route's state change together.
+		next.mu.Lock()
+		for _, ep := range eps {
+			ep.route.Store(next)
+		}
+		next.all = eps
+		next.mu.Unlock()
+		eps = nil
+	}
 	r.mu.Unlock()
 	if cancel != nil {
 		cancel()
