@@ -480,3 +480,41 @@ func TestReloadKeepsEndpointState(t *testing.T) {
 		return endpointOf(rt, addrA).InFlight() == 0 && endpointOf(rt, addrB).InFlight() == 0
 	})
 }
+
+// TestGoneEndpointKeptUntilIdle: an endpoint that leaves the ready set
+// with requests in flight stays known (counted, its series exported) but
+// gets no new requests, and is forgotten when the last one finishes.
+func TestGoneEndpointKeptUntilIdle(t *testing.T) {
+	a := newSlowBackend(t, "a")
+	addrA := hostOf(a.Server)
+	svc := newFakeServices()
+	svc.set("ml", "chat", 8000, []string{addrA}, nil)
+	h := startActivator(t, fmt.Sprintf(serviceRoute, 10, "10s"), Options{Services: svc})
+	rt := routeNamed(t, h, "cold")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := make(chan string, 1)
+	go func() { res <- getCtx(ctx, h.url+"/slow") }()
+	eventually(t, "request held at a", func() bool { cur, _ := a.held(); return cur == 1 })
+
+	svc.set("ml", "chat", 8000, nil, nil)
+	series := map[string]string{"route": "cold", "endpoint": addrA}
+	if ep := endpointOf(rt, addrA); ep == nil || ep.InFlight() != 1 {
+		t.Fatalf("endpoint with a request in flight forgotten when it left the ready set: %v", ep)
+	}
+	if v, ok := metricValue(t, h.reg, "nemesis_activator_endpoint_requests_in_flight", series); !ok || v != 1 {
+		t.Errorf("endpoint_requests_in_flight{endpoint=a} = %v (exported %v), want 1", v, ok)
+	}
+	if n := len(rt.readyEndpoints()); n != 0 {
+		t.Errorf("%d ready endpoints, want 0", n)
+	}
+
+	a.unblock()
+	if r := <-res; r != "200 a" {
+		t.Errorf("request in flight: %s", r)
+	}
+	eventually(t, "endpoint forgotten", func() bool { return endpointOf(rt, addrA) == nil })
+	if _, ok := metricValue(t, h.reg, "nemesis_activator_endpoint_requests_in_flight", series); ok {
+		t.Error("series of a forgotten endpoint still exported")
+	}
+}
