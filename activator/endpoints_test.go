@@ -316,13 +316,16 @@ func testReadinessFlapKeepsInFlight(t *testing.T, limit int) {
 			t.Errorf("endpoints source: %v", err)
 		}
 	})
-	h := startActivator(t, fmt.Sprintf(`routes:
+	routeConfig := func(timeout string) string {
+		return fmt.Sprintf(`routes:
   - name: capped
     service: {namespace: ml, name: chat, port: 8000}
     policy: least-request
     endpointConcurrency: %d
-    queue: {size: 100, timeout: 10s}
-`, limit), Options{Services: se})
+    queue: {size: 100, timeout: %s}
+`, limit, timeout)
+	}
+	h := startActivator(t, routeConfig("10s"), Options{Services: se})
 	rt := routeNamed(t, h, "capped")
 	addrA, addrB := hostOf(a.Server), hostOf(b.Server)
 	setSlice := func(s *discoveryv1.EndpointSlice) {
@@ -369,6 +372,28 @@ func testReadinessFlapKeepsInFlight(t *testing.T, limit int) {
 	}
 	if cb, _ := b.held(); cb != n {
 		t.Errorf("pod b holds %d requests, want %d", cb, n)
+	}
+
+	// A reload that rebuilds the route keeps the counts, and the new
+	// route subscribes while the EndpointSlice cache is warm: it has its
+	// ready endpoints as soon as Apply returns.
+	cfg, err := ParseConfig("reload.yaml", []byte(routeConfig("20s")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.a.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	rt = routeNamed(t, h, "capped")
+	want := []string{addrA, addrB}
+	slices.Sort(want)
+	if got := readyAddrs(rt); !slices.Equal(got, want) {
+		t.Errorf("ready endpoints right after a reload: %v, want %v", got, want)
+	}
+	for _, addr := range []string{addrA, addrB} {
+		if ep := endpointOf(rt, addr); ep == nil || ep.InFlight() != n {
+			t.Errorf("after a reload, %s has %d requests in flight and the route counts %v", addr, n, ep)
+		}
 	}
 
 	a.unblock()

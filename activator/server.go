@@ -321,44 +321,25 @@ func (r *route) start() {
 	}
 }
 
-// close stops the route: no more endpoint updates, held requests get 503,
-// idle connections close. forget drops its metric series too.
-func (r *route) close(forget bool) { r.shutdown(nil, forget) }
-
-// handOver stops the route like close, for next, which replaces it under
-// the same name and metric labels and has not started: next takes over
-// the endpoints, their in-flight counts and connection pools. Held
-// requests go on under next (see ServeHTTP).
-func (r *route) handOver(next *route) { r.shutdown(next, false) }
-
-func (r *route) shutdown(next *route, forget bool) {
+// close stops the route: no more endpoint updates, held requests get 503
+// (or go on under the route now in force), idle connections close. forget
+// drops its metric series too. After handOver, it ends the subscriptions.
+func (r *route) close(forget bool) {
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
+	if !r.closed {
+		r.closed = true
+		r.queue.releaseAll()
 	}
-	r.closed = true
-	cancel := r.cancelSource
-	r.queue.releaseAll()
+	cancel, cancelMetric := r.cancelSource, r.cancelMetric
+	r.cancelSource, r.cancelMetric = nil, nil
 	eps := r.all
 	r.all = map[string]*Endpoint{}
-	if next != nil {
-		// Both locks: a request finishing (done) sees the endpoint's
-		// route and that route's state change together.
-		next.mu.Lock()
-		for _, ep := range eps {
-			ep.route.Store(next)
-		}
-		next.all = eps
-		next.mu.Unlock()
-		eps = nil
-	}
 	r.mu.Unlock()
 	if cancel != nil {
 		cancel()
 	}
-	if r.cancelMetric != nil {
-		r.cancelMetric()
+	if cancelMetric != nil {
+		cancelMetric()
 	}
 	for _, ep := range eps {
 		ep.pool.close()
@@ -366,6 +347,26 @@ func (r *route) shutdown(next *route, forget bool) {
 	if forget {
 		r.m.forget()
 	}
+}
+
+// handOver closes the route for next, which replaces it under the same
+// name and metric labels and has not started: next takes over the
+// endpoints, their in-flight counts and connection pools. Held requests go
+// on under next (see ServeHTTP). The subscriptions stay until close, so
+// that next subscribes while the EndpointSlice cache is warm.
+func (r *route) handOver(next *route) {
+	r.mu.Lock()
+	// Both locks: a request finishing (done) sees the endpoint's route
+	// and that route's state change together.
+	next.mu.Lock()
+	r.closed = true
+	r.queue.releaseAll()
+	for _, ep := range r.all {
+		ep.route.Store(next)
+	}
+	next.all, r.all = r.all, map[string]*Endpoint{}
+	next.mu.Unlock()
+	r.mu.Unlock()
 }
 
 // Close stops every route. Requests in flight finish on their own.
