@@ -69,8 +69,12 @@
 // A route's endpoints come through an [EndpointSource]: static routes use
 // their list (always ready); service routes subscribe to the
 // [ServiceEndpoints] given in [Options]. Ready endpoints get new requests;
-// terminating ones finish what they have and get nothing new. Without a
-// ServiceEndpoints, a service route is a configuration error.
+// terminating ones finish what they have and get nothing new. An endpoint
+// that leaves both sets is kept, with its in-flight count and connections,
+// until its requests have finished, so a pod whose readiness flaps comes
+// back counted as busy as it is; a reload that rebuilds a route hands its
+// endpoints to the new route likewise. Without a ServiceEndpoints, a
+// service route is a configuration error.
 //
 // The activator keeps at most [Options].MaxConnsPerEndpoint connections to
 // one endpoint (default 1024, idle and in use); requests beyond it wait for a

@@ -58,13 +58,24 @@ var (
 
 // Endpoint is one upstream address of a route, with the counters the
 // policies read.
+//
+// An Endpoint lives as long as it has requests in flight: one that leaves
+// the ready and terminating sets (a readiness flap) is kept, out of the
+// ready set, until they finish, so that if it comes back its count and
+// connections are still there; and a reload that rebuilds its route hands
+// it over to the new route.
 type Endpoint struct {
 	addr     string
 	ip       string
 	inFlight atomic.Int64
 	gauge    prometheus.Gauge
 	pool     *connPool
-	freed    func() // called when a request finishes, for a capped route
+	// route counts the endpoint's requests; it changes when a reload hands
+	// the endpoint to a new route (under both routes' locks).
+	route atomic.Pointer[route]
+	// gone says the endpoint left the route's sets with requests in
+	// flight; the last of them to finish drops it (see done).
+	gone atomic.Bool
 }
 
 // Address returns the endpoint's host:port.
@@ -94,17 +105,22 @@ func (e *Endpoint) tryStart(limit int64) bool {
 }
 
 func (e *Endpoint) done() {
-	e.inFlight.Add(-1)
+	n := e.inFlight.Add(-1)
 	e.gauge.Dec()
-	if e.freed != nil {
-		e.freed()
+	r := e.route.Load()
+	if r.limit > 0 {
+		r.slotFreed()
+	}
+	if n == 0 && e.gone.Load() {
+		r.dropGone(e)
 	}
 }
 
 // updateEndpoints applies a source update to the route: new ready
 // endpoints get a connection pool, terminating ones stay known (their
-// requests finish) but leave the ready set, and the rest are dropped. If
-// any endpoint is ready afterwards, the queue is released.
+// requests finish) but leave the ready set, and the rest are dropped once
+// they have no request in flight. If any endpoint is ready afterwards, the
+// queue is released.
 func (r *route) updateEndpoints(ready, terminating []string) {
 	r.mu.Lock()
 	if r.closed {
@@ -121,7 +137,10 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 		if ep == nil {
 			ep = r.newEndpoint(addr)
 		} else {
-			ep.pool.reuse() // ready again after terminating
+			// Ready again after terminating or not ready: its count
+			// and connections carry on.
+			ep.gone.Store(false)
+			ep.pool.reuse()
 		}
 		next[addr] = ep
 		readyList = append(readyList, ep)
@@ -132,6 +151,7 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 			continue
 		}
 		if ep := r.all[addr]; ep != nil {
+			ep.gone.Store(false)
 			next[addr] = ep
 			nTerm++
 			// No new requests: idle connections are of no more use.
@@ -139,10 +159,22 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 		}
 	}
 	for addr, ep := range r.all {
-		if _, ok := next[addr]; !ok {
-			ep.pool.close()
-			r.m.forgetEndpoint(addr)
+		if _, ok := next[addr]; ok {
+			continue
 		}
+		// Not ready (a readiness flap, a failing probe) or deleted. Its
+		// requests in flight still count against the cap and for
+		// least-request if it comes back: keep it, out of the ready set,
+		// until they finish. gone is set before the count is read, so
+		// that the last request either is seen here or sees gone (done).
+		ep.gone.Store(true)
+		if ep.inFlight.Load() > 0 {
+			next[addr] = ep
+			ep.pool.closeIdle()
+			continue
+		}
+		ep.pool.close()
+		r.m.forgetEndpoint(addr)
 	}
 	r.all = next
 	slices.SortFunc(readyList, func(a, b *Endpoint) int {
@@ -180,10 +212,29 @@ func (r *route) newEndpoint(addr string) *Endpoint {
 		ip = addr
 	}
 	ep := &Endpoint{addr: addr, ip: ip, gauge: r.m.endpoint(addr), pool: r.a.newPool(addr)}
-	if r.limit > 0 {
-		ep.freed = r.slotFreed
-	}
+	ep.route.Store(r)
 	return ep
+}
+
+// dropGone forgets an endpoint that left the route's sets, now that its
+// last request has finished, unless it came back meanwhile.
+func (r *route) dropGone(e *Endpoint) {
+	for {
+		r.mu.Lock()
+		if cur := e.route.Load(); cur != r {
+			// Handed to the route of a reload meanwhile.
+			r.mu.Unlock()
+			r = cur
+			continue
+		}
+		if !r.closed && e.gone.Load() && e.inFlight.Load() == 0 && r.all[e.addr] == e {
+			delete(r.all, e.addr)
+			e.pool.close()
+			r.m.forgetEndpoint(e.addr)
+		}
+		r.mu.Unlock()
+		return
+	}
 }
 
 // hasRoom reports whether a request may go to one of ready now: one is
@@ -213,10 +264,16 @@ func (r *route) allHaveRoom(ready []*Endpoint) bool {
 // slotFreed hands a capped route's freed slot to the oldest held request.
 func (r *route) slotFreed() {
 	r.mu.Lock()
-	if r.queue.n > 0 && r.hasRoom(r.readyEndpoints()) {
+	r.releaseFreeLocked()
+	r.mu.Unlock()
+}
+
+// releaseFreeLocked releases the oldest held request of a capped route if
+// an endpoint has a free slot.
+func (r *route) releaseFreeLocked() {
+	if r.limit > 0 && !r.closed && r.queue.n > 0 && r.hasRoom(r.readyEndpoints()) {
 		r.queue.releaseOne()
 	}
-	r.mu.Unlock()
 }
 
 // readyEndpoints returns the current ready set; callers must not modify it.

@@ -123,8 +123,11 @@ func (c *serverConn) parkEnd(outcome int32) {
 	if !p.outcome.CompareAndSwap(parkWaiting, outcome) {
 		return
 	}
+	if p.rt.givingUp != nil {
+		p.rt.givingUp()
+	}
 	p.rt.mu.Lock()
-	p.rt.queue.remove(&p.w)
+	p.rt.leaveQueueLocked(&p.w)
 	p.rt.mu.Unlock()
 	if p.refs.Add(-1) == 0 {
 		go c.resume()

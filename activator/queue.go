@@ -153,8 +153,11 @@ func (r *route) waitReady(ctx context.Context, front bool) ([]*Endpoint, int) {
 			code = waitReleased(ctx, w.released, deadline)
 		}
 		if code != 0 {
+			if r.givingUp != nil {
+				r.givingUp()
+			}
 			r.mu.Lock()
-			r.queue.remove(w)
+			r.leaveQueueLocked(w)
 			r.mu.Unlock()
 		}
 		r.m.queued.Dec()
@@ -176,6 +179,19 @@ func (r *route) waitReady(ctx context.Context, front bool) ([]*Endpoint, int) {
 			return nil, 504
 		}
 	}
+}
+
+// leaveQueueLocked takes a held request that gives up (timeout, client
+// gone) off the queue. If it was released meanwhile, on a capped route it
+// was handed a free slot it will not use: the next held request gets the
+// slot, or nothing would until another request finishes or the endpoints
+// change, and under sustained load none might.
+func (r *route) leaveQueueLocked(w *waiter) {
+	if w.queued {
+		r.queue.remove(w)
+		return
+	}
+	r.releaseFreeLocked()
 }
 
 // mayGo reports whether a new request may go to one of ready at once: on

@@ -138,6 +138,11 @@ type route struct {
 
 	cancelSource func()
 	cancelMetric context.CancelFunc
+
+	// givingUp, when set, runs as a held request gives up (queue timeout,
+	// client gone) and before it leaves the queue: a test seam that makes
+	// a release race with the giving up. Set before the route serves.
+	givingUp func()
 }
 
 // New returns an Activator without routes: every request gets 404 until
@@ -224,8 +229,10 @@ func (a *Activator) Check(cfg *Config) error {
 
 // Apply puts cfg in force. Routes whose backend, policy, queue and
 // timeouts are unchanged keep their state (endpoints, connections, queue,
-// counters); only their match may change. Removed routes are closed: their
-// held requests get 503, their in-flight requests finish.
+// counters); only their match may change. A changed route is rebuilt, and
+// takes over its predecessor's endpoints with their in-flight counts and
+// connections. Removed routes are closed: their held requests get 503,
+// their in-flight requests finish.
 func (a *Activator) Apply(cfg *Config) error {
 	if err := a.Check(cfg); err != nil {
 		return err
@@ -251,6 +258,15 @@ func (a *Activator) Apply(cfg *Config) error {
 		created = append(created, r)
 	}
 	a.table.Store(&table{router: newRouter(cfg.Routes, list), cfg: cfg})
+	// A route rebuilt under the same name takes over its predecessor's
+	// endpoints, with their requests in flight and their connections,
+	// before it subscribes: its first endpoint update keeps those still
+	// ready, and the cap and least-request go on from their true counts.
+	for _, r := range created {
+		if old := a.routes[r.cfg.Name]; old != nil && old.m.labels == r.m.labels {
+			old.handOver(r)
+		}
+	}
 	// Start the new routes after they are reachable, so that a static
 	// route's synchronous update finds its queue in place (it is empty).
 	for _, r := range created {
@@ -314,25 +330,25 @@ func (r *route) start() {
 	}
 }
 
-// close stops the route: no more endpoint updates, held requests get 503,
-// idle connections close. forget drops its metric series too.
+// close stops the route: no more endpoint updates, held requests get 503
+// (or go on under the route now in force), idle connections close. forget
+// drops its metric series too. After handOver, it ends the subscriptions.
 func (r *route) close(forget bool) {
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
+	if !r.closed {
+		r.closed = true
+		r.queue.releaseAll()
 	}
-	r.closed = true
-	cancel := r.cancelSource
-	r.queue.releaseAll()
+	cancel, cancelMetric := r.cancelSource, r.cancelMetric
+	r.cancelSource, r.cancelMetric = nil, nil
 	eps := r.all
 	r.all = map[string]*Endpoint{}
 	r.mu.Unlock()
 	if cancel != nil {
 		cancel()
 	}
-	if r.cancelMetric != nil {
-		r.cancelMetric()
+	if cancelMetric != nil {
+		cancelMetric()
 	}
 	for _, ep := range eps {
 		ep.pool.close()
@@ -340,6 +356,26 @@ func (r *route) close(forget bool) {
 	if forget {
 		r.m.forget()
 	}
+}
+
+// handOver closes the route for next, which replaces it under the same
+// name and metric labels and has not started: next takes over the
+// endpoints, their in-flight counts and connection pools. Held requests go
+// on under next (see ServeHTTP). The subscriptions stay until close, so
+// that next subscribes while the EndpointSlice cache is warm.
+func (r *route) handOver(next *route) {
+	r.mu.Lock()
+	// Both locks: a request finishing (done) sees the endpoint's route
+	// and that route's state change together.
+	next.mu.Lock()
+	r.closed = true
+	r.queue.releaseAll()
+	for _, ep := range r.all {
+		ep.route.Store(next)
+	}
+	next.all, r.all = r.all, map[string]*Endpoint{}
+	next.mu.Unlock()
+	r.mu.Unlock()
 }
 
 // Close stops every route. Requests in flight finish on their own.
