@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,18 +28,45 @@ type backend struct {
 	srv  *http.Server
 
 	mu        sync.Mutex
-	active    int
+	active    map[*call]struct{}
 	maxActive int
 	served    int
 	overs     []overshoot
 }
 
+// call is one request the backend serves.
+type call struct {
+	// vanishing: the client said (X-Soak-Vanish) it will go away.
+	vanishing bool
+	returned  atomic.Bool
+	// abortedAt is when the request was cancelled before the handler
+	// returned (the activator closed the connection), in Unix
+	// nanoseconds; 0 if it was not.
+	abortedAt atomic.Int64
+}
+
 // overshoot is one moment when the backend served more requests at once
-// than the route's cap allows.
+// than the route's cap allows, with the requests it was serving.
 type overshoot struct {
 	at      time.Time
 	backend string
 	excess  int
+	calls   []*call
+}
+
+// explained reports whether clients that went away explain the
+// overshoot: the activator frees a request's slot when its client goes,
+// and the backend notices the aborted request a little later. At least
+// excess of the requests being served must have been from clients that
+// went away, and aborted before, or within 100 ms after, the overshoot.
+func (o overshoot) explained() bool {
+	n := 0
+	for _, c := range o.calls {
+		if at := c.abortedAt.Load(); c.vanishing && at != 0 && at <= o.at.Add(100*time.Millisecond).UnixNano() {
+			n++
+		}
+	}
+	return n >= o.excess
 }
 
 func startBackend(name string, idle time.Duration, limit int) (*backend, error) {
@@ -46,12 +74,12 @@ func startBackend(name string, idle time.Duration, limit int) (*backend, error) 
 	if err != nil {
 		return nil, err
 	}
-	b := &backend{name: name, addr: l.Addr().String(), cap: limit}
+	b := &backend{name: name, addr: l.Addr().String(), cap: limit, active: map[*call]struct{}{}}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /fast", b.fast)
-	mux.HandleFunc("POST /echo", b.echo)
-	mux.HandleFunc("GET /stream", b.stream)
-	mux.HandleFunc("GET /big", b.big)
+	mux.HandleFunc("GET /fast", b.serve(fast))
+	mux.HandleFunc("POST /echo", b.serve(echo))
+	mux.HandleFunc("GET /stream", b.serve(stream))
+	mux.HandleFunc("GET /big", b.serve(big))
 	b.srv = &http.Server{Handler: mux, IdleTimeout: idle, ReadHeaderTimeout: 10 * time.Second}
 	go b.srv.Serve(l)
 	return b, nil
@@ -59,24 +87,44 @@ func startBackend(name string, idle time.Duration, limit int) (*backend, error) 
 
 func (b *backend) close() { b.srv.Close() }
 
-// enter counts a request in; leave must follow exactly once, before the
-// last byte of the answer is written, so that the activator cannot see
-// the answer end (and free the slot) before the backend counted it out.
-func (b *backend) enter() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.active++
-	b.served++
-	b.maxActive = max(b.maxActive, b.active)
-	if b.cap > 0 && b.active > b.cap {
-		b.overs = append(b.overs, overshoot{at: time.Now(), backend: b.name, excess: b.active - b.cap})
+// serve wraps a handler: it counts the request in, and notes whether the
+// request was cancelled before the handler returned. The handler calls
+// leave exactly once, before the last byte of its answer, so that the
+// activator cannot see the answer end (and free the slot) before the
+// backend counted the request out.
+func (b *backend) serve(h func(w http.ResponseWriter, r *http.Request, leave func())) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c := &call{vanishing: r.Header.Get("X-Soak-Vanish") != ""}
+		stop := context.AfterFunc(r.Context(), func() {
+			if !c.returned.Load() {
+				c.abortedAt.Store(time.Now().UnixNano())
+			}
+		})
+		defer stop()
+		defer c.returned.Store(true)
+		b.mu.Lock()
+		b.active[c] = struct{}{}
+		b.served++
+		b.maxActive = max(b.maxActive, len(b.active))
+		if b.cap > 0 && len(b.active) > b.cap {
+			ov := overshoot{at: time.Now(), backend: b.name, excess: len(b.active) - b.cap}
+			for a := range b.active {
+				ov.calls = append(ov.calls, a)
+			}
+			b.overs = append(b.overs, ov)
+		}
+		b.mu.Unlock()
+		var once sync.Once
+		leave := func() {
+			once.Do(func() {
+				b.mu.Lock()
+				delete(b.active, c)
+				b.mu.Unlock()
+			})
+		}
+		defer leave()
+		h(w, r, leave)
 	}
-}
-
-func (b *backend) leave() {
-	b.mu.Lock()
-	b.active--
-	b.mu.Unlock()
 }
 
 func (b *backend) stats() (served, maxActive int, overs []overshoot) {
@@ -96,45 +144,38 @@ func think(ctx context.Context) {
 	}
 }
 
-func (b *backend) fast(w http.ResponseWriter, r *http.Request) {
-	b.enter()
+func fast(w http.ResponseWriter, r *http.Request, leave func()) {
 	think(r.Context())
-	body := fmt.Sprintf("fast %s %s\n", b.name, r.URL.RawQuery)
+	body := fmt.Sprintf("fast %s\n", r.URL.RawQuery)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	b.leave()
+	leave()
 	io.WriteString(w, body)
 }
 
 // echo answers with the request body, after reading all of it.
-func (b *backend) echo(w http.ResponseWriter, r *http.Request) {
-	b.enter()
+func echo(w http.ResponseWriter, r *http.Request, leave func()) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		b.leave()
 		return
 	}
 	think(r.Context())
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	b.leave()
+	leave()
 	w.Write(body)
 }
 
 // stream sends n chunks ("chunk i\n"), 10-30 ms apart, flushed one by one
 // like tokens of a generation.
-func (b *backend) stream(w http.ResponseWriter, r *http.Request) {
-	b.enter()
+func stream(w http.ResponseWriter, r *http.Request, leave func()) {
 	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 	n = min(max(n, 1), 100)
 	w.Header().Set("Content-Type", "text/event-stream")
 	fl := w.(http.Flusher)
 	for i := range n {
 		if i == n-1 {
-			b.leave()
+			leave()
 		}
 		if _, err := fmt.Fprintf(w, "chunk %d\n", i); err != nil {
-			if i < n-1 {
-				b.leave()
-			}
 			return
 		}
 		fl.Flush()
@@ -144,7 +185,6 @@ func (b *backend) stream(w http.ResponseWriter, r *http.Request) {
 			case <-t.C:
 			case <-r.Context().Done():
 				t.Stop()
-				b.leave()
 				return
 			}
 		}
@@ -152,16 +192,14 @@ func (b *backend) stream(w http.ResponseWriter, r *http.Request) {
 }
 
 // big sends bigBody bytes of a known pattern with a Content-Length.
-func (b *backend) big(w http.ResponseWriter, r *http.Request) {
-	b.enter()
+func big(w http.ResponseWriter, r *http.Request, leave func()) {
 	think(r.Context())
 	body := bigPattern()
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	if _, err := w.Write(body[:len(body)-1]); err != nil {
-		b.leave()
 		return
 	}
-	b.leave()
+	leave()
 	w.Write(body[len(body)-1:])
 }
 

@@ -36,9 +36,6 @@ type load struct {
 	timeout time.Duration
 	client  *http.Client
 	tally   *tally
-
-	vmu      sync.Mutex
-	vanished []time.Time // when vanishing clients closed their connection
 }
 
 // errClientGone is what a vanishing client reports when it went away as
@@ -396,10 +393,12 @@ func (l *load) slowRead(ctx context.Context, id int) error {
 	return nil
 }
 
-// vanish goes away on purpose: half of the time before the answer's
-// head (the request may be queued or at the backend), half of the time
-// in the middle of a streamed answer. An answer other than 200 that came
-// before the client left is still a failure.
+// vanish goes away on purpose (the deferred close): half of the time
+// before the answer's head (the request may be queued or at the
+// backend), half of the time in the middle of a streamed answer. An
+// answer other than 200 that came before the client left is still a
+// failure. X-Soak-Vanish tells the backend, which then does not count a
+// cap overshoot that the early end of this request explains.
 func (l *load) vanish(ctx context.Context, id int) error {
 	c, br, done, err := l.dial(ctx)
 	if err != nil {
@@ -407,14 +406,13 @@ func (l *load) vanish(ctx context.Context, id int) error {
 	}
 	defer done()
 	if id%2 == 0 {
-		if _, err := io.WriteString(c, "GET /fast?id=v HTTP/1.1\r\nHost: capped.soak\r\n\r\n"); err != nil {
+		if _, err := io.WriteString(c, "GET /fast?id=v HTTP/1.1\r\nHost: capped.soak\r\nX-Soak-Vanish: 1\r\n\r\n"); err != nil {
 			return err
 		}
 		time.Sleep(time.Duration(1+rand.IntN(20)) * time.Millisecond)
-		l.gone()
 		return errClientGone
 	}
-	if _, err := io.WriteString(c, "GET /stream?n=30 HTTP/1.1\r\nHost: capped.soak\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /stream?n=30 HTTP/1.1\r\nHost: capped.soak\r\nX-Soak-Vanish: 1\r\n\r\n"); err != nil {
 		return err
 	}
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
@@ -429,18 +427,7 @@ func (l *load) vanish(ctx context.Context, id int) error {
 	if err != nil || line != "chunk 0\n" {
 		return fmt.Errorf("first chunk %q: %v", line, err)
 	}
-	l.gone()
 	return errClientGone
-}
-
-// gone closes nothing itself (the caller's deferred close does, at once)
-// but records when a client left, to tell cap overshoots that a client's
-// departure explains (the backend sees it a little after the activator
-// frees the slot) from the others.
-func (l *load) gone() {
-	l.vmu.Lock()
-	l.vanished = append(l.vanished, time.Now())
-	l.vmu.Unlock()
 }
 
 // tally counts outcomes by request kind.

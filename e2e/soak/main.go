@@ -203,6 +203,7 @@ func run(ctx context.Context, args []string) error {
 	var (
 		wg        sync.WaitGroup
 		flaps     flapCount
+		faults    faultLog
 		reloads   int
 		reloadErr error
 		rssMax    = rssStart
@@ -210,12 +211,12 @@ func run(ctx context.Context, args []string) error {
 	)
 	wg.Go(func() {
 		if o.flapEvery > 0 {
-			flaps = flap(loadCtx, api, o.backends, o.flapEvery, o.seed)
+			flaps = flap(loadCtx, api, &faults, o.backends, o.flapEvery, o.seed)
 		}
 	})
 	wg.Go(func() {
 		if o.reloadEvery > 0 {
-			reloads, reloadErr = reload(loadCtx, cfg, o.reloadEvery, o.reloadCapped)
+			reloads, reloadErr = reload(loadCtx, cfg, &faults, o.reloadEvery, o.reloadCapped)
 		}
 	})
 	wg.Go(func() {
@@ -324,13 +325,17 @@ func run(ctx context.Context, args []string) error {
 		overs = append(overs, ov...)
 		fmt.Printf("  %-9s %7d %4d\n", b.name, served, most)
 	}
-	explained, unexplained := judgeOvershoots(overs, l.vanished)
+	explained, unexplained := judgeOvershoots(overs)
 	if len(overs) > 0 {
-		fmt.Printf("cap overshoots: %d times a capped backend served more than %d at once (%d just after a client went away: the backend sees that later than the activator frees the slot)\n",
+		fmt.Printf("cap overshoots: %d times a capped backend served more than %d at once; %d explained by clients that went away (the backend notices an aborted request later than the activator frees its slot)\n",
 			len(overs), o.cap, explained)
 	}
-	if unexplained > 0 {
-		problems = append(problems, fmt.Sprintf("the cap of %d was exceeded %d times (by up to %d) with no client leaving just before", o.cap, unexplained, maxExcess(overs)))
+	if len(unexplained) > 0 {
+		problems = append(problems, fmt.Sprintf("the cap of %d was exceeded %d times (by up to %d) that no departing client explains", o.cap, len(unexplained), maxExcess(unexplained)))
+		fmt.Println("unexplained cap overshoots, with the faults just before:")
+		for _, ov := range unexplained[:min(len(unexplained), 8)] {
+			fmt.Printf("  %s %s +%d: %s\n", ov.at.Format("15:04:05.000"), ov.backend, ov.excess, faults.before(ov.at))
+		}
 	}
 
 	fmt.Printf("after the load: %s\n", leftover)
@@ -445,7 +450,7 @@ routes:
 // route's match only (the route keeps its state), the idle route's policy
 // (that route is replaced), and, with replaceCapped, the capped route's
 // queue timeout (it is replaced: held requests move to the new one).
-func reload(ctx context.Context, c *configFile, every time.Duration, replaceCapped bool) (int, error) {
+func reload(ctx context.Context, c *configFile, faults *faultLog, every time.Duration, replaceCapped bool) (int, error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	n := 0
@@ -455,29 +460,29 @@ func reload(ctx context.Context, c *configFile, every time.Duration, replaceCapp
 			return n, nil
 		case <-t.C:
 		}
-		switch i % 3 {
-		case 0:
-			c.alias = !c.alias
-		case 1:
+		what := "reload: capped route's match changed (route kept)"
+		switch {
+		case i%3 == 1:
 			if c.idlePolicy == "round-robin" {
 				c.idlePolicy = "least-request"
 			} else {
 				c.idlePolicy = "round-robin"
 			}
-		case 2:
-			if !replaceCapped {
-				c.alias = !c.alias
-				break
-			}
+			what = "reload: idle route replaced (policy " + c.idlePolicy + ")"
+		case i%3 == 2 && replaceCapped:
 			if c.cappedQueueTimeout == 10*time.Second {
 				c.cappedQueueTimeout = 11 * time.Second
 			} else {
 				c.cappedQueueTimeout = 10 * time.Second
 			}
+			what = "reload: capped route replaced (queue timeout " + c.cappedQueueTimeout.String() + ")"
+		default:
+			c.alias = !c.alias
 		}
 		if err := c.write(); err != nil {
 			return n, err
 		}
+		faults.add("%s", what)
 		n++
 	}
 }
@@ -488,7 +493,7 @@ type flapCount struct{ notReady, terminating int }
 // 0.2-0.8 s, every interval: in turn not ready (the pod fails its
 // readiness probe: the endpoint is dropped) and terminating (it keeps its
 // requests). Its requests in flight go on; the backend itself never stops.
-func flap(ctx context.Context, api *kubeAPI, n int, every time.Duration, seed uint64) flapCount {
+func flap(ctx context.Context, api *kubeAPI, faults *faultLog, n int, every time.Duration, seed uint64) flapCount {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	var fc flapCount
 	t := time.NewTicker(every)
@@ -508,6 +513,7 @@ func flap(ctx context.Context, api *kubeAPI, n int, every time.Duration, seed ui
 			fc.notReady++
 		}
 		api.setState("capped", b, s)
+		faults.add("flap: capped-%d %s", b, s)
 		down := time.NewTimer(time.Duration(200+rng.IntN(600)) * time.Millisecond)
 		select {
 		case <-down.C:
@@ -515,28 +521,60 @@ func flap(ctx context.Context, api *kubeAPI, n int, every time.Duration, seed ui
 			down.Stop()
 		}
 		api.setState("capped", b, stateReady)
+		faults.add("flap: capped-%d ready again", b)
 	}
 }
 
-// judgeOvershoots splits the overshoots into those a vanishing client
-// explains (one left within 250 ms before, at least as many as the
-// excess: the activator frees a slot when the client goes, the backend
-// notices the aborted request a little later) and the others.
-func judgeOvershoots(overs []overshoot, vanished []time.Time) (explained, unexplained int) {
+// judgeOvershoots splits the overshoots into those that clients going
+// away explain (see overshoot.explained) and the others.
+func judgeOvershoots(overs []overshoot) (explained int, unexplained []overshoot) {
 	for _, ov := range overs {
-		n := 0
-		for _, v := range vanished {
-			if !v.After(ov.at) && ov.at.Sub(v) <= 250*time.Millisecond {
-				n++
-			}
-		}
-		if n >= ov.excess {
+		if ov.explained() {
 			explained++
 		} else {
-			unexplained++
+			unexplained = append(unexplained, ov)
 		}
 	}
 	return explained, unexplained
+}
+
+// faultLog records when each fault happened, to say what came just
+// before a cap overshoot.
+type faultLog struct {
+	mu     sync.Mutex
+	events []faultEvent
+}
+
+type faultEvent struct {
+	at   time.Time
+	what string
+}
+
+func (f *faultLog) add(format string, args ...any) {
+	f.mu.Lock()
+	f.events = append(f.events, faultEvent{time.Now(), fmt.Sprintf(format, args...)})
+	f.mu.Unlock()
+}
+
+// before describes the faults in the second before t, newest first.
+func (f *faultLog) before(t time.Time) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for i := len(f.events) - 1; i >= 0 && len(out) < 3; i-- {
+		e := f.events[i]
+		if e.at.After(t) {
+			continue
+		}
+		if t.Sub(e.at) > time.Second {
+			break
+		}
+		out = append(out, fmt.Sprintf("%s %v before", e.what, t.Sub(e.at).Round(time.Millisecond)))
+	}
+	if len(out) == 0 {
+		return "no fault in the second before"
+	}
+	return strings.Join(out, "; ")
 }
 
 func maxExcess(overs []overshoot) int {
