@@ -80,12 +80,25 @@ func startBackend(name string, idle time.Duration, limit int) (*backend, error) 
 	mux.HandleFunc("POST /echo", b.serve(echo))
 	mux.HandleFunc("GET /stream", b.serve(stream))
 	mux.HandleFunc("GET /big", b.serve(big))
+	// Anything else is a request the clients never send: a request
+	// boundary lost on the way (leftover body bytes read as the start of
+	// the next request make a method such as "QZXGET").
+	mux.HandleFunc("/", b.unexpected)
 	b.srv = &http.Server{Handler: mux, IdleTimeout: idle, ReadHeaderTimeout: 10 * time.Second}
 	go b.srv.Serve(l)
 	return b, nil
 }
 
 func (b *backend) close() { b.srv.Close() }
+
+func (b *backend) unexpected(w http.ResponseWriter, r *http.Request) {
+	m := r.Method
+	if len(m) > 80 {
+		m = fmt.Sprintf("%s…%s (%d bytes)", m[:60], m[len(m)-20:], len(m))
+	}
+	w.Header().Set("Connection", "close")
+	http.Error(w, fmt.Sprintf("backend %s got a request no client sent: method %q, target %q", b.name, m, r.RequestURI), http.StatusTeapot)
+}
 
 // serve wraps a handler: it counts the request in, and notes whether the
 // request was cancelled before the handler returned. The handler calls

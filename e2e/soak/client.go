@@ -231,12 +231,16 @@ func wantEqual(want []byte) func([]byte) error {
 	}
 }
 
-func randomBody(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = 'A' + byte(rand.IntN(26))
+// randomBody returns n bytes that start with the request's kind and id
+// ("POST17Z", letters and digits only), so that a body that turns up
+// where it should not (read as the method of a request) names its
+// request.
+func randomBody(kind string, id, n int) []byte {
+	b := fmt.Appendf(make([]byte, 0, n), "%s%dZ", strings.ToUpper(strings.ReplaceAll(kind, "-", "")), id)
+	for len(b) < n {
+		b = append(b, 'a'+byte(rand.IntN(26)))
 	}
-	return b
+	return b[:n]
 }
 
 func (l *load) get(ctx context.Context, id int) error {
@@ -245,7 +249,7 @@ func (l *load) get(ctx context.Context, id int) error {
 }
 
 func (l *load) post(ctx context.Context, id int) error {
-	body := randomBody(1<<10 + rand.IntN(7<<10))
+	body := randomBody("post", id, 1<<10+rand.IntN(7<<10))
 	return l.do(l.newRequest(ctx, http.MethodPost, "capped.soak", "/echo", body), wantEqual(body))
 }
 
@@ -268,7 +272,7 @@ func wantChunks(n int) func([]byte) error {
 }
 
 func (l *load) idlePost(ctx context.Context, id int) error {
-	body := randomBody(512 + rand.IntN(2<<10))
+	body := randomBody("idlepost", id, 512+rand.IntN(2<<10))
 	return l.do(l.newRequest(ctx, http.MethodPost, "idle.soak", "/echo", body), wantEqual(body))
 }
 
@@ -340,7 +344,7 @@ func (l *load) dribble(ctx context.Context, id int) error {
 		return err
 	}
 	defer done()
-	body := randomBody(4 << 10)
+	body := randomBody("dribble", id, 4<<10)
 	if _, err := fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: capped.soak\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", len(body)); err != nil {
 		return err
 	}
