@@ -332,8 +332,17 @@ func run(ctx context.Context, args []string) error {
 	}
 	if len(unexplained) > 0 {
 		problems = append(problems, fmt.Sprintf("the cap of %d was exceeded %d times (by up to %d) that no departing client explains", o.cap, len(unexplained), maxExcess(unexplained)))
-		fmt.Println("unexplained cap overshoots, with the faults just before:")
-		for _, ov := range unexplained[:min(len(unexplained), 8)] {
+		byCause := map[string]int{}
+		for _, ov := range unexplained {
+			byCause[faults.cause(ov)]++
+		}
+		var causes []string
+		for c, n := range byCause {
+			causes = append(causes, fmt.Sprintf("%s ×%d", c, n))
+		}
+		slices.Sort(causes)
+		fmt.Printf("unexplained cap overshoots by the latest fault in the second before: %s; the first:\n", strings.Join(causes, ", "))
+		for _, ov := range unexplained[:min(len(unexplained), 6)] {
 			fmt.Printf("  %s %s +%d: %s\n", ov.at.Format("15:04:05.000"), ov.backend, ov.excess, faults.before(ov.at))
 		}
 	}
@@ -554,6 +563,32 @@ func (f *faultLog) add(format string, args ...any) {
 	f.mu.Lock()
 	f.events = append(f.events, faultEvent{time.Now(), fmt.Sprintf(format, args...)})
 	f.mu.Unlock()
+}
+
+// cause names the latest fault in the second before an overshoot, in
+// terms of the overshooting backend.
+func (f *faultLog) cause(ov overshoot) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.events) - 1; i >= 0; i-- {
+		e := f.events[i]
+		if e.at.After(ov.at) {
+			continue
+		}
+		switch {
+		case ov.at.Sub(e.at) > time.Second:
+		case strings.HasPrefix(e.what, "reload: capped route replaced"):
+			return "a reload replaced the capped route"
+		case strings.HasPrefix(e.what, "flap: "+ov.backend+" "):
+			return "this backend's flap"
+		case strings.HasPrefix(e.what, "flap: "):
+			return "another backend's flap"
+		default:
+			return "a reload that kept the capped route"
+		}
+		break
+	}
+	return "no fault"
 }
 
 // before describes the faults in the second before t, newest first.
