@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,58 @@ type connPool struct {
 	// handedOff, when set (by tests), runs after a connection was handed
 	// to a waiter and before the waiter takes it.
 	handedOff func()
+	// closedIdle and liveIdle learn the backend's keep-alive timeout, in
+	// nanoseconds (0: nothing seen yet): the shortest time idle after
+	// which it had closed a connection, and the longest after which one
+	// was still open. See reuseLimit.
+	closedIdle, liveIdle atomic.Int64
+}
+
+// reuseLimit is how long a connection may have been idle and still be
+// reused. The check before a reuse (usable) catches a connection that the
+// backend closed while idle, but not one it closes at the very moment the
+// request goes out: a request sent just as the backend's keep-alive timeout
+// passes meets its FIN or reset with nothing answered, and a POST cannot be
+// sent again (nginx and Go's Transport fail it too). So once the backend
+// was seen closing connections idle for d, those idle for more than 3/4 of
+// d are not reused but replaced by a new connection, which keeps requests
+// out of that window at the cost of a dial now and then.
+func (p *connPool) reuseLimit() time.Duration {
+	limit := p.a.upstreamIdle
+	if d := time.Duration(p.closedIdle.Load()); d > 0 && d*3/4 < limit {
+		limit = d * 3 / 4
+	}
+	return limit
+}
+
+// minLearnedIdle is the shortest keep-alive timeout reuseLimit learns.
+// Servers' keep-alive timeouts are seconds (uvicorn 5 s, gunicorn 2 s,
+// Node.js 5 s, nginx 75 s); a connection closed sooner was closed for
+// another reason (a worker restarting, a request limit).
+const minLearnedIdle = time.Second
+
+// sawIdle records that a connection idle for d was still open, or, when
+// closed, that the backend had closed it. A close after less time idle
+// than a connection was seen open (a backend restarting, not timing out),
+// or after less than minLearnedIdle, teaches nothing.
+func (p *connPool) sawIdle(d time.Duration, closed bool) {
+	if !closed {
+		for {
+			old := p.liveIdle.Load()
+			if int64(d) <= old || p.liveIdle.CompareAndSwap(old, int64(d)) {
+				return
+			}
+		}
+	}
+	if d < minLearnedIdle || int64(d) < p.liveIdle.Load() {
+		return
+	}
+	for {
+		old := p.closedIdle.Load()
+		if (old != 0 && int64(d) >= old) || p.closedIdle.CompareAndSwap(old, int64(d)) {
+			return
+		}
+	}
 }
 
 func (a *Activator) newPool(addr string) *connPool {
@@ -149,7 +202,7 @@ func (p *connPool) get(ctx context.Context, fresh bool) (*upConn, error) {
 	}
 	if c != nil {
 		if c.usable() {
-			c.reused = true
+			c.reused, c.idleFor = true, time.Since(c.idleAt)
 			return c, nil
 		}
 		// Closed by the backend since its last answer: its slot is ours
@@ -193,9 +246,14 @@ func (p *connPool) takeIdle() *upConn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleAt) < p.a.upstreamIdle && c.usable() {
-			c.reused = true
-			return c
+		idle := now.Sub(c.idleAt)
+		if idle < p.reuseLimit() {
+			ok := c.usable()
+			p.sawIdle(idle, !ok)
+			if ok {
+				c.reused, c.idleFor = true, idle
+				return c
+			}
 		}
 		p.discard(c)
 	}
@@ -276,6 +334,7 @@ type upConn struct {
 	pool        *connPool
 	idleAt      time.Time
 	reused      bool
+	idleFor     time.Duration // how long it was idle before this reuse
 	hasDeadline bool
 	scratch     [32]byte
 	intern      interner
@@ -643,6 +702,11 @@ func (x *exchange) roundTrip(c *upConn) (code int, reusable bool, err error) {
 			// have begun the request. Like net/http's Transport and
 			// nginx, send it again only when that is safe: idempotent
 			// methods, or an idempotency key.
+			if resp.nothingRead && c.reused {
+				// Most likely the backend's keep-alive timeout passed
+				// as the request went out: learn it (see reuseLimit).
+				c.pool.sawIdle(c.idleFor, true)
+			}
 			if resp.nothingRead && c.reused && x.kind != bodyFixed && x.kind != bodyChunked && idempotent(r) {
 				return 0, false, &retryableError{err: err, reused: true}
 			}

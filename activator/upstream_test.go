@@ -312,3 +312,78 @@ func BenchmarkUpstreamIdleCheck(b *testing.B) {
 		}
 	}
 }
+
+// A backend's keep-alive timeout that passes just as a request goes out on
+// a reused connection closes it under the request: nothing is answered,
+// and a POST cannot be sent again (nginx and Go's Transport fail it too).
+// After the pool has seen the backend close a connection idle for d, it
+// replaces, rather than reuses, connections idle for more than 3/4 of d,
+// so the next request idle that long does not meet the same fate, while
+// connections idle for less are still reused.
+//
+// The backend stands for one whose keep-alive timer fires as the request
+// arrives: a request on a connection idle for 1.2 s or more is read and
+// dropped, the connection closed, as if the timer had won.
+func TestPoolLearnsBackendKeepAlive(t *testing.T) {
+	const keepAlive = 1200 * time.Millisecond
+	var dials atomic.Int64
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		dials.Add(1)
+		last := time.Now()
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if time.Since(last) >= keepAlive {
+				return // the timer won: closed with no answer
+			}
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			last = time.Now()
+		}
+	})
+	h := startActivator(t, staticRoute("ka", addr), Options{})
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	post := func() int {
+		resp, err := client.Post(h.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"hi"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(); code != http.StatusOK {
+		t.Fatalf("first POST: %d", code)
+	}
+	// The race, once: the connection is still open when the request goes
+	// out after 1.4 s idle, and the backend closes it under the request.
+	time.Sleep(1400 * time.Millisecond)
+	if code := post(); code != http.StatusBadGateway {
+		t.Fatalf("POST into the closing connection: %d, want 502 (the race this test is about did not happen)", code)
+	}
+	if code := post(); code != http.StatusOK {
+		t.Fatalf("POST after the race: %d", code)
+	}
+	// Idle 1.25 s: past 3/4 of the 1.4 s learned, and past the backend's
+	// timeout. Reused, it would meet the same fate.
+	time.Sleep(1250 * time.Millisecond)
+	before := dials.Load()
+	if code := post(); code != http.StatusOK {
+		t.Errorf("POST after 1.25 s idle: %d, want 200 on a new connection", code)
+	}
+	if d := dials.Load() - before; d != 1 {
+		t.Errorf("POST after 1.25 s idle: %d new connections, want 1", d)
+	}
+	// Idle less than the limit: the connection is reused.
+	time.Sleep(300 * time.Millisecond)
+	before = dials.Load()
+	if code := post(); code != http.StatusOK {
+		t.Errorf("POST after 300 ms idle: %d", code)
+	}
+	if d := dials.Load() - before; d != 0 {
+		t.Errorf("POST after 300 ms idle: %d new connections, want the idle one reused", d)
+	}
+}
