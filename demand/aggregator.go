@@ -197,7 +197,16 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			if workers[u] == nil {
 				wctx, cancel := context.WithCancel(ctx)
 				workers[u] = cancel
-				wg.Go(func() { a.watch(wctx, u) })
+				// Registered here, in the order of the list changes, not
+				// when the goroutine starts: an address removed and added
+				// back at once has two workers, and the old one, if it
+				// registered last, would unregister the new one's stream on
+				// its way out, so that its snapshots were all dropped.
+				st := &stream{addr: u}
+				a.mu.Lock()
+				a.streams[u] = st
+				a.mu.Unlock()
+				wg.Go(func() { a.watch(wctx, st) })
 			}
 		}
 		select {
@@ -208,15 +217,11 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
-// watch keeps one activator's stream open until ctx ends.
-func (a *Aggregator) watch(ctx context.Context, u string) {
-	st := &stream{addr: u}
-	a.mu.Lock()
-	a.streams[u] = st
-	a.mu.Unlock()
+// watch keeps the stream of st, registered by Run, open until ctx ends.
+func (a *Aggregator) watch(ctx context.Context, st *stream) {
 	defer a.remove(st)
 
-	log := a.logger.With("activator", u)
+	log := a.logger.With("activator", st.addr)
 	backoff := a.opts.MinBackoff
 	failing := false
 	for {
