@@ -58,8 +58,8 @@ type Tracker struct {
 	mu         sync.Mutex
 	watchers   map[*watcher]struct{}
 	joins      uint64 // watchers registered so far: their order
-	joined     bool // a watcher waits for its first snapshot
-	publishing bool // the publisher goroutine runs
+	joined     bool   // a watcher waits for its first snapshot
+	publishing bool   // the publisher goroutine runs
 	closed     bool
 	done       chan struct{}
 
