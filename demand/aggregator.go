@@ -3,7 +3,6 @@ package demand
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,7 +196,16 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			if workers[u] == nil {
 				wctx, cancel := context.WithCancel(ctx)
 				workers[u] = cancel
-				wg.Go(func() { a.watch(wctx, u) })
+				// Registered here, in the order of the list changes, not
+				// when the goroutine starts: an address removed and added
+				// back at once has two workers, and the old one, if it
+				// registered last, would unregister the new one's stream on
+				// its way out, so that its snapshots were all dropped.
+				st := &stream{addr: u}
+				a.mu.Lock()
+				a.streams[u] = st
+				a.mu.Unlock()
+				wg.Go(func() { a.watch(wctx, st) })
 			}
 		}
 		select {
@@ -208,15 +216,11 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
-// watch keeps one activator's stream open until ctx ends.
-func (a *Aggregator) watch(ctx context.Context, u string) {
-	st := &stream{addr: u}
-	a.mu.Lock()
-	a.streams[u] = st
-	a.mu.Unlock()
+// watch keeps the stream of st, registered by Run, open until ctx ends.
+func (a *Aggregator) watch(ctx context.Context, st *stream) {
 	defer a.remove(st)
 
-	log := a.logger.With("activator", u)
+	log := a.logger.With("activator", st.addr)
 	backoff := a.opts.MinBackoff
 	failing := false
 	for {
@@ -292,14 +296,11 @@ func (a *Aggregator) stream(ctx context.Context, st *stream) (got bool, reason s
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	for sc.Scan() {
 		watchdog.Reset(a.opts.Silence)
-		var s Snapshot
-		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-			return got, "decode", fmt.Errorf("decoding a snapshot: %w", err)
+		id, seq, services, err := decodeSnapshot(sc.Bytes())
+		if err != nil {
+			return got, "decode", err
 		}
-		if s.Activator == "" {
-			return got, "decode", errors.New("decoding a snapshot: no activator id")
-		}
-		a.apply(st, &s)
+		a.apply(st, id, seq, services)
 		got = true
 	}
 	switch {
@@ -311,24 +312,17 @@ func (a *Aggregator) stream(ctx context.Context, st *stream) (got bool, reason s
 	return got, "ended", errors.New("the activator ended the stream")
 }
 
-// apply makes s the state of st's activator.
-func (a *Aggregator) apply(st *stream, s *Snapshot) {
-	services := make(map[key]counts, len(s.Services))
-	for _, d := range s.Services {
-		c := counts{inFlight: max(d.InFlight, 0), queued: max(d.Queued, 0)}
-		if !c.zero() {
-			services[key{d.Namespace, d.Service}] = c
-		}
-	}
+// apply makes a decoded snapshot the state of st's activator.
+func (a *Aggregator) apply(st *stream, id string, seq uint64, services map[key]counts) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.streams[st.addr] != st {
 		return // removed meanwhile
 	}
-	if st.id != "" && st.id != s.Activator {
-		a.logger.Info("another activator answers at this address", "activator", st.addr, "was", st.id, "now", s.Activator)
+	if st.id != "" && st.id != id {
+		a.logger.Info("another activator answers at this address", "activator", st.addr, "was", st.id, "now", id)
 	}
-	st.id, st.seq, st.services, st.live, st.lastSeen = s.Activator, s.Seq, services, true, time.Now()
+	st.id, st.seq, st.services, st.live, st.lastSeen = id, seq, services, true, time.Now()
 	if st.expire == nil {
 		st.expire = time.AfterFunc(a.opts.Silence, func() { a.expireStream(st) })
 	} else {

@@ -295,3 +295,49 @@ func TestWatchURL(t *testing.T) {
 		}
 	}
 }
+
+// scriptedSources answers Addresses from a script, one list a call, each
+// with a channel already closed, so that Run goes through the lists as
+// fast as it can; the last list stays.
+type scriptedSources struct {
+	mu     sync.Mutex
+	script [][]string
+	closed chan struct{}
+	open   chan struct{}
+}
+
+func newScriptedSources(script ...[]string) *scriptedSources {
+	closed := make(chan struct{})
+	close(closed)
+	return &scriptedSources{script: script, closed: closed, open: make(chan struct{})}
+}
+
+func (s *scriptedSources) Addresses() ([]string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addrs := s.script[0]
+	if len(s.script) == 1 {
+		return addrs, s.open
+	}
+	s.script = s.script[1:]
+	return addrs, s.closed
+}
+
+// TestAggregatorAddressRemovedAndReAdded: an address removed and added
+// back at once (an EndpointSlice flapping) is watched afresh, and the new
+// stream's snapshots count: the old stream's late start or cleanup must not
+// unregister it.
+func TestAggregatorAddressRemovedAndReAdded(t *testing.T) {
+	tr, srv := startTracker(t, "act-1", TrackerOptions{Heartbeat: testHeartbeat})
+	for round := range 20 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			src := newScriptedSources([]string{srv.URL}, nil, []string{srv.URL}, nil, []string{srv.URL})
+			a, _ := startAggregator(t, src)
+			tr.Add("ml", "chat", 1, 0)
+			defer tr.Add("ml", "chat", -1, 0)
+			// Waiting longer would not help: an unregistered stream's
+			// snapshots are dropped until the list changes again.
+			expectSum(t, a, "chat", 1, 0, 2*time.Second)
+		})
+	}
+}

@@ -2,6 +2,9 @@ package demand
 
 import (
 	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 )
 
@@ -56,4 +59,26 @@ func sortServices(s []ServiceDemand) {
 	slices.SortFunc(s, func(a, b ServiceDemand) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Service, b.Service))
 	})
+}
+
+// decodeSnapshot decodes one line of the watch stream into the activator's
+// id, its seq, and the services with a count above zero: the line comes
+// over the network, so negative counts read as zero and a line without an
+// id is an error.
+func decodeSnapshot(line []byte) (id string, seq uint64, services map[key]counts, err error) {
+	var s Snapshot
+	if err := json.Unmarshal(line, &s); err != nil {
+		return "", 0, nil, fmt.Errorf("decoding a snapshot: %w", err)
+	}
+	if s.Activator == "" {
+		return "", 0, nil, errors.New("decoding a snapshot: no activator id")
+	}
+	services = make(map[key]counts, len(s.Services))
+	for _, d := range s.Services {
+		c := counts{inFlight: max(d.InFlight, 0), queued: max(d.Queued, 0)}
+		if !c.zero() {
+			services[key{d.Namespace, d.Service}] = c
+		}
+	}
+	return s.Activator, s.Seq, services, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -28,8 +29,10 @@ type TrackerOptions struct {
 	// WriteTimeout disconnects a watcher that has not taken a snapshot for
 	// this long. Default 10s.
 	WriteTimeout time.Duration
-	// MaxWatchers bounds the open watch streams; more are refused with 503.
-	// Default 64.
+	// MaxWatchers bounds the open watch streams. A watcher beyond it
+	// displaces the oldest watcher of the remote address that holds the
+	// most (see register), so that streams opened and left idle by any pod
+	// that reaches the admin port cannot lock the scalers out. Default 64.
 	MaxWatchers int
 }
 
@@ -54,8 +57,9 @@ type Tracker struct {
 
 	mu         sync.Mutex
 	watchers   map[*watcher]struct{}
-	joined     bool // a watcher waits for its first snapshot
-	publishing bool // the publisher goroutine runs
+	joins      uint64 // watchers registered so far: their order
+	joined     bool   // a watcher waits for its first snapshot
+	publishing bool   // the publisher goroutine runs
 	closed     bool
 	done       chan struct{}
 
@@ -78,6 +82,9 @@ type counter struct {
 type watcher struct {
 	latest atomic.Pointer[[]byte] // the newest snapshot not yet written
 	ready  chan struct{}          // cap 1: latest was set
+	host   string                 // the remote IP address
+	join   uint64                 // registration order
+	gone   chan struct{}          // closed when displaced by a newer watcher
 }
 
 // NewTracker returns a tracker for the activator replica id (its pod name:
@@ -185,8 +192,6 @@ func (t *Tracker) Close() {
 	}
 }
 
-var errTooMany = errors.New("too many watchers")
-
 func (t *Tracker) serveWatch(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != WatchPath {
 		http.NotFound(w, r)
@@ -197,7 +202,11 @@ func (t *Tracker) serveWatch(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed: use GET", http.StatusMethodNotAllowed)
 		return
 	}
-	wt := &watcher{ready: make(chan struct{}, 1)}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	wt := &watcher{ready: make(chan struct{}, 1), host: host, gone: make(chan struct{})}
 	if err := t.register(wt); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
@@ -218,6 +227,9 @@ func (t *Tracker) serveWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-t.done:
 			return
+		case <-wt.gone:
+			t.logger.Debug("demand watcher displaced by a newer one", "remote", r.RemoteAddr)
+			return
 		case <-wt.ready:
 		}
 		line := wt.latest.Swap(nil)
@@ -236,6 +248,17 @@ func (t *Tracker) serveWatch(w http.ResponseWriter, r *http.Request) {
 }
 
 // register adds a watcher and starts the publisher if it is not running.
+//
+// With MaxWatchers open, the newcomer displaces the oldest watcher of the
+// remote address that holds the most streams, counting the newcomer's own
+// address first on a tie. The watch port is unauthenticated, and the
+// server cannot tell a scaler from a pod that opened streams and never
+// reads them (the kernel's buffers take hours of heartbeats): so one
+// address can only ever displace itself once it holds the most, and a
+// scaler, one stream per activator, is displaced only when every address
+// holds as few streams as it does. Among the streams of one address
+// (several pods behind one address, as with a mesh's sidecar) the newest
+// win: idle streams opened once are displaced by a scaler reconnecting.
 func (t *Tracker) register(wt *watcher) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -243,8 +266,13 @@ func (t *Tracker) register(wt *watcher) error {
 		return errors.New("activator shutting down")
 	}
 	if len(t.watchers) >= t.opts.MaxWatchers {
-		return errTooMany
+		v := t.victim(wt.host)
+		delete(t.watchers, v)
+		close(v.gone)
+		t.m.evicted.Inc()
 	}
+	t.joins++
+	wt.join = t.joins
 	t.watchers[wt] = struct{}{}
 	t.m.watchers.Set(float64(len(t.watchers)))
 	t.joined = true
@@ -254,6 +282,29 @@ func (t *Tracker) register(wt *watcher) error {
 	}
 	t.wake()
 	return nil
+}
+
+// victim is the watcher a newcomer from host displaces (see register).
+// Callers hold t.mu, with at least one watcher registered; it runs only
+// at the cap, over at most MaxWatchers watchers.
+func (t *Tracker) victim(host string) *watcher {
+	per := make(map[string]int, 8)
+	for wt := range t.watchers {
+		per[wt.host]++
+	}
+	hog := host
+	for h, n := range per {
+		if n > per[hog] {
+			hog = h
+		}
+	}
+	var v *watcher
+	for wt := range t.watchers {
+		if wt.host == hog && (v == nil || wt.join < v.join) {
+			v = wt
+		}
+	}
+	return v
 }
 
 func (t *Tracker) unregister(wt *watcher) {
@@ -458,6 +509,7 @@ type trackerMetrics struct {
 	watchers  prometheus.Gauge
 	snapshots *prometheus.CounterVec
 	dropped   prometheus.Counter
+	evicted   prometheus.Counter
 }
 
 func newTrackerMetrics(reg prometheus.Registerer) *trackerMetrics {
@@ -474,12 +526,16 @@ func newTrackerMetrics(reg prometheus.Registerer) *trackerMetrics {
 			Namespace: "nemesis", Subsystem: "demand", Name: "snapshots_dropped_total",
 			Help: "Snapshots replaced by a newer one before a slow watcher took them.",
 		}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "nemesis", Subsystem: "demand", Name: "watchers_displaced_total",
+			Help: "Watch streams ended to make room for a newer one when MaxWatchers were open: the oldest of the remote address holding the most.",
+		}),
 	}
 	for _, k := range []string{kindInitial, kindEdge, kindCoalesced, kindHeartbeat} {
 		m.snapshots.WithLabelValues(k)
 	}
 	if reg != nil {
-		reg.MustRegister(m.watchers, m.snapshots, m.dropped)
+		reg.MustRegister(m.watchers, m.snapshots, m.dropped, m.evicted)
 	}
 	return m
 }

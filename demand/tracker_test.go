@@ -3,8 +3,11 @@ package demand
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"sync"
 	"testing"
@@ -232,16 +235,26 @@ func TestTrackerWatchersComeAndGo(t *testing.T) {
 	if got := testutil.ToFloat64(tr.m.watchers); got != 2 {
 		t.Errorf("watchers gauge %v, want 2", got)
 	}
-	resp, err := http.Get(srv.URL + WatchPath)
-	if err != nil {
-		t.Fatal(err)
+	// A third displaces the oldest: MaxWatchers does not refuse.
+	third := openWatch(t, srv.URL)
+	sameServices(t, third.next(time.Second).s, svc("ml", "chat", 1, 0))
+	for ended := time.After(2 * time.Second); ; {
+		select {
+		case _, ok := <-a.ch: // the snapshot of the third's join may come first
+			if ok {
+				continue
+			}
+		case <-ended:
+			t.Fatal("the oldest watcher's stream did not end when a third came")
+		}
+		break
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("third watcher: %s, want 503", resp.Status)
+	if got := testutil.ToFloat64(tr.m.evicted); got != 1 {
+		t.Errorf("displaced watchers %v, want 1", got)
 	}
 	a.resp.Body.Close()
 	b.resp.Body.Close()
+	third.resp.Body.Close()
 	waitFor(t, time.Second, func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
@@ -264,7 +277,7 @@ func TestTrackerWatchersComeAndGo(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not end the stream")
 	}
-	resp, err = http.Get(srv.URL + WatchPath)
+	resp, err := http.Get(srv.URL + WatchPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,4 +436,71 @@ func BenchmarkTrackerAddParallel(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// openIdleWatchers opens n watch streams from the loopback address from
+// that send the request and then never read: what any pod that reaches the
+// admin port can do. It waits until the tracker has registered want
+// watchers in all.
+func openIdleWatchers(t *testing.T, tr *Tracker, base, from string, n, want int) []net.Conn {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range n {
+		c, err := d.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatalf("dialing from %s: %v", from, err)
+		}
+		conns = append(conns, c)
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", WatchPath, u.Host); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.watchers) == want
+	}, fmt.Sprintf("%d registered watchers", want))
+	return conns
+}
+
+// TestTrackerIdleWatchersDoNotLockOutScalers: more idle watch streams than
+// MaxWatchers, opened before the scaler, do not keep the scaler's
+// aggregator from the stream, whether they come from another pod or from
+// the scaler's own address; and idle watchers opened from another address
+// once the scaler watches never push it out.
+func TestTrackerIdleWatchersDoNotLockOutScalers(t *testing.T) {
+	for name, from := range map[string]string{"another address": "127.0.0.2", "the scaler's address": "127.0.0.1"} {
+		t.Run(name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			tr, srv := startTracker(t, "act-0", TrackerOptions{Registerer: reg, Heartbeat: testHeartbeat})
+			openIdleWatchers(t, tr, srv.URL, from, 80, 64)
+			tr.Add("ml", "chat", 2, 1)
+			a, _ := startAggregator(t, StaticSources{srv.URL})
+			expectSum(t, a, "chat", 2, 1, 2*time.Second)
+			if got := testutil.ToFloat64(tr.m.evicted); got < 16 {
+				t.Errorf("watchers evicted %v, want at least 16", got)
+			}
+			if from == "127.0.0.1" {
+				return
+			}
+			openIdleWatchers(t, tr, srv.URL, from, 64, 64)
+			tr.Add("ml", "chat", 1, 0)
+			expectSum(t, a, "chat", 3, 1, time.Second)
+			for _, reason := range []string{"ended", "status", "read", "silent"} {
+				if n := testutil.ToFloat64(a.m.errors.WithLabelValues(reason)); n != 0 {
+					t.Errorf("the scaler's stream broke (%s: %v) while idle watchers from another address came", reason, n)
+				}
+			}
+		})
+	}
 }

@@ -58,6 +58,8 @@ type scalerMetrics struct {
 	active      *prometheus.GaugeVec
 	holding     *prometheus.GaugeVec
 	streams     prometheus.Gauge
+	triggers    prometheus.Gauge
+	refused     prometheus.Counter
 }
 
 func newScalerMetrics(reg prometheus.Registerer) *scalerMetrics {
@@ -92,8 +94,16 @@ func newScalerMetrics(reg prometheus.Registerer) *scalerMetrics {
 			Namespace: "nemesis", Subsystem: "scaler", Name: "active_streams",
 			Help: "Open StreamIsActive streams from KEDA (trigger type external-push).",
 		}),
+		triggers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "nemesis", Subsystem: "scaler", Name: "triggers",
+			Help: "Triggers (ScaledObject and metadata) whose state the scaler keeps; at --max-scaled-objects new ones are refused.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "nemesis", Subsystem: "scaler", Name: "triggers_refused_total",
+			Help: "Calls for a new trigger refused (ResourceExhausted) because --max-scaled-objects triggers were tracked.",
+		}),
 	}
-	reg.MustRegister(m.evaluations, m.errors, m.duration, m.desired, m.active, m.holding, m.streams)
+	reg.MustRegister(m.evaluations, m.errors, m.duration, m.desired, m.active, m.holding, m.streams, m.triggers, m.refused)
 	return m
 }
 

@@ -74,6 +74,13 @@ type Options struct {
 	// ForgetAfter drops the state (last good decision, metrics) of a
 	// ScaledObject that has not been asked for in this long. Default 15m.
 	ForgetAfter time.Duration
+	// MaxScaledObjects bounds the triggers whose state the server keeps (a
+	// ScaledObject with two Nemesis triggers counts twice). The state is
+	// keyed by the trigger's metadata, which any caller that reaches the
+	// gRPC port chooses: beyond the bound a new trigger is refused with
+	// ResourceExhausted until others are forgotten (ForgetAfter). Default
+	// DefaultMaxScaledObjects.
+	MaxScaledObjects int
 	// Demand is the activators' demand signal: the values of the built-in
 	// variables inflight and queued, and the wake-up of StreamIsActive.
 	// Nil: no activator; rule sets that use inflight or queued fail.
@@ -84,6 +91,11 @@ type Options struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
+
+// DefaultMaxScaledObjects is the default of Options.MaxScaledObjects: far
+// more triggers than one KEDA installation serves, and some tens of MiB of
+// state at most.
+const DefaultMaxScaledObjects = 10000
 
 // Server implements KEDA's ExternalScaler gRPC service.
 type Server struct {
@@ -99,6 +111,14 @@ type Server struct {
 
 	mu      sync.Mutex
 	objects map[string]*object
+	// swept is when forgetIdle last ran because the bound was reached: at
+	// most once a second, so that calls refused at the bound do not each
+	// scan every trigger under mu.
+	swept time.Time
+
+	// draining is closed by Drain.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 var _ pb.ExternalScalerServer = (*Server)(nil)
@@ -160,19 +180,40 @@ func New(r Rules, q Querier, opts Options) *Server {
 	if opts.ForgetAfter <= 0 {
 		opts.ForgetAfter = 15 * time.Minute
 	}
+	if opts.MaxScaledObjects <= 0 {
+		opts.MaxScaledObjects = DefaultMaxScaledObjects
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	return &Server{
-		rules:   r,
-		q:       q,
-		opts:    opts,
-		logger:  opts.Logger,
-		tracer:  opts.TracerProvider.Tracer("github.com/k8s-nemesis/nemesis/externalscaler"),
-		m:       newScalerMetrics(opts.Registerer),
-		objects: map[string]*object{},
+		rules:    r,
+		q:        q,
+		opts:     opts,
+		logger:   opts.Logger,
+		tracer:   opts.TracerProvider.Tracer("github.com/k8s-nemesis/nemesis/externalscaler"),
+		m:        newScalerMetrics(opts.Registerer),
+		objects:  map[string]*object{},
+		draining: make(chan struct{}),
 	}
 }
+
+// Drain ends every StreamIsActive stream and refuses new ones with
+// Unavailable; it does not wait. Call it on shutdown after reporting
+// NOT_SERVING and before GracefulStop, which would otherwise wait for the
+// streams, which never end by themselves, for the whole shutdown timeout,
+// while no demand or scale-target change reached KEDA through them: ended,
+// they make KEDA reconnect, through a new connection once GracefulStop has
+// sent GOAWAY, to a replica that serves. A stream that reported inactive
+// looks once more before it ends, so that a rise of demand already seen
+// (see Options.Demand) is still pushed.
+func (s *Server) Drain() {
+	s.drainOnce.Do(func() { close(s.draining) })
+}
+
+// errDraining is what a stream ends with on Drain: KEDA logs it and
+// reconnects.
+var errDraining = status.Error(grpccodes.Unavailable, "the scaler is shutting down: reconnect to another replica")
 
 // objectKey identifies a trigger: the ScaledObject and its whole metadata,
 // since two triggers of one object may name different rule sets or values.
@@ -218,8 +259,13 @@ func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
 		return nil, status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: rule set %q: %v", ref.Namespace, ref.Name, name, err)
 	}
 	if o == nil {
+		if !s.room() {
+			s.m.refused.Inc()
+			return nil, status.Errorf(grpccodes.ResourceExhausted, "ScaledObject %s/%s: the scaler already serves %d triggers, its limit (--max-scaled-objects); a trigger not asked for in %v is forgotten and frees its place", ref.Namespace, ref.Name, s.opts.MaxScaledObjects, s.opts.ForgetAfter)
+		}
 		o = &object{namespace: ref.Namespace, name: ref.Name, service: serviceOf(ref)}
 		s.objects[key] = o
+		s.m.triggers.Set(float64(len(s.objects)))
 	} else if o.ruleSet != name {
 		s.m.forget(o.namespace, o.name, o.ruleSet)
 	}
@@ -229,6 +275,21 @@ func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
 	o.ruleSet, o.rs, o.queries, o.version = name, rs, queries, cat.Version
 	o.lastSeen = s.opts.Now()
 	return o, nil
+}
+
+// room reports whether one more trigger may be tracked. At the bound it
+// first forgets the idle triggers, as Run would on its next tick, so that
+// ScaledObjects deleted in the last minute do not keep new ones out.
+// Callers hold s.mu.
+func (s *Server) room() bool {
+	if len(s.objects) < s.opts.MaxScaledObjects {
+		return true
+	}
+	if now := s.opts.Now(); now.Sub(s.swept) >= time.Second {
+		s.swept = now
+		s.forgetIdleLocked()
+	}
+	return len(s.objects) < s.opts.MaxScaledObjects
 }
 
 // serviceOf names the Service whose demand a trigger reads: metadata
@@ -553,12 +614,18 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 	if ref == nil {
 		return status.Error(grpccodes.InvalidArgument, "no ScaledObjectRef")
 	}
+	select {
+	case <-s.draining:
+		return errDraining
+	default:
+	}
 	s.m.streams.Inc()
 	defer s.m.streams.Dec()
 	ctx := stream.Context()
 	tick := time.NewTicker(s.opts.PushInterval)
 	defer tick.Stop()
-	var sent, last, fresh bool
+	// final: draining, this is the last look.
+	var sent, last, fresh, final bool
 	for {
 		var wake <-chan struct{}
 		if s.opts.Demand != nil {
@@ -578,6 +645,9 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 			}
 			sent, last = true, active
 		}
+		if final {
+			return errDraining
+		}
 		if sent && last {
 			// Only a true acts at once on KEDA's side: while true stands,
 			// demand need not wake this loop.
@@ -587,6 +657,19 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.draining:
+			// A rise that came with the drain, whether or not its wake-up
+			// won this select, is pushed before the stream ends: KEDA is
+			// slow to reconnect (2s backoff at first).
+			select {
+			case <-wake:
+				fresh = true
+			default:
+			}
+			if (sent && last) || (!fresh && !s.waiting(ref)) {
+				return errDraining
+			}
+			final = true
 		case <-tick.C:
 		case <-wake:
 			fresh = true
@@ -611,7 +694,13 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) forgetIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forgetIdleLocked()
+}
+
+// forgetIdleLocked is forgetIdle for callers that hold s.mu.
+func (s *Server) forgetIdleLocked() {
 	now := s.opts.Now()
+	defer func() { s.m.triggers.Set(float64(len(s.objects))) }()
 	for k, o := range s.objects {
 		if now.Sub(o.lastSeen) > s.opts.ForgetAfter {
 			s.m.forget(o.namespace, o.name, o.ruleSet)

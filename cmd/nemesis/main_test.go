@@ -146,6 +146,7 @@ func TestScalerFlagErrors(t *testing.T) {
 		"bad url":               {[]string{"scaler", "--rules", "../../examples/rules", "--prometheus-url", "::nope"}, "url"},
 		"unknown command":       {[]string{"scale"}, `unknown command "scale"`},
 		"negative interval":     {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--push-interval", "-1s"}, "--push-interval must be positive"},
+		"no scaled objects":     {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--max-scaled-objects", "0"}, "--max-scaled-objects must be positive"},
 		"bad activator service": {[]string{"scaler", "--activator-service", "nemesis/activator"}, `"nemesis/activator" is not NAMESPACE/NAME:PORT`},
 		"both activator flags":  {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--activator", "http://a:1", "--activator-service", "n/a:9091"}, "--activator and --activator-service exclude each other"},
 		"bad activator":         {[]string{"scaler", "--rules", "x", "--prometheus-url", "http://p", "--activator", "activator-0:9091"}, `--activator: activator address "activator-0:9091"`},

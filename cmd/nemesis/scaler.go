@@ -43,6 +43,7 @@ type scalerConfig struct {
 	pushInterval    time.Duration
 	rulesResync     time.Duration
 	shutdownTimeout time.Duration
+	maxTriggers     int
 	logLevel        slog.Level
 }
 
@@ -71,6 +72,7 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	fs.DurationVar(&c.pushInterval, "push-interval", time.Second, "how often open StreamIsActive streams re-evaluate")
 	fs.DurationVar(&c.rulesResync, "rules-resync", 30*time.Second, "re-read the rule files this often even without a file event")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long open calls may finish on shutdown")
+	fs.IntVar(&c.maxTriggers, "max-scaled-objects", externalscaler.DefaultMaxScaledObjects, "most triggers (ScaledObject and trigger metadata) served at once; beyond, new ones get ResourceExhausted until others go unused for 15m")
 	fs.StringVar(&c.tls.CertFile, "tls-cert-file", "", "serve gRPC over TLS with this certificate (KEDA: enableTLS / caCert)")
 	fs.StringVar(&c.tls.KeyFile, "tls-key-file", "", "key of --tls-cert-file")
 	fs.StringVar(&c.tls.ClientCAFile, "client-ca-file", "", "require client certificates signed by these CAs (mTLS; KEDA: tlsClientCert / tlsClientKey)")
@@ -106,6 +108,9 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 		if d <= 0 {
 			problems = append(problems, name+" must be positive")
 		}
+	}
+	if c.maxTriggers <= 0 {
+		problems = append(problems, "--max-scaled-objects must be positive")
 	}
 	if len(problems) > 0 {
 		return nil, usageError("%s", strings.Join(problems, "; "))
@@ -185,11 +190,12 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	scalerOpts := externalscaler.Options{
-		Logger:         logger,
-		Registerer:     reg,
-		TracerProvider: tp,
-		ReuseFor:       cfg.reuseFor,
-		PushInterval:   cfg.pushInterval,
+		Logger:           logger,
+		Registerer:       reg,
+		TracerProvider:   tp,
+		ReuseFor:         cfg.reuseFor,
+		PushInterval:     cfg.pushInterval,
+		MaxScaledObjects: cfg.maxTriggers,
 	}
 	if targets != nil {
 		scalerOpts.ScaleTargets = targets
@@ -223,27 +229,13 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 
 	var g oklog.Group
 	proc.addSignals(&g, ctx)
-	// Rule watcher: needs nothing stopped before it.
-	addBackground(&g, func(ctx context.Context) error { return store.Watch(ctx, cfg.rulesResync) })
-	// Demand aggregator: watches every activator. Needs nothing stopped
-	// before it: open streams then read the last counts, or none.
-	if agg != nil {
-		addBackground(&g, agg.Run)
-	}
-	// EndpointSlice informers that find the activator replicas.
-	if services != nil {
-		addBackground(&g, services.Run)
-	}
-	// ScaledObject and pod informers for current and ready. Needs nothing
-	// stopped before it: an evaluation during shutdown fails with a clear
-	// error.
-	if targets != nil {
-		addBackground(&g, targets.Run)
-	}
-	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
-	addBackground(&g, scaler.Run)
-	// gRPC server: on stop, report NOT_SERVING first so that KEDA and the
-	// kubelet move away, then let open calls finish.
+	// gRPC server: stops before everything that feeds its evaluations (the
+	// interrupts run in this order, each waiting for the last), so that
+	// evaluations during the drain still see demand and scale targets. On
+	// stop: NOT_SERVING, so that KEDA and the kubelet move away; then the
+	// push streams end, which never do by themselves, so that KEDA
+	// reconnects to a replica that serves instead of waiting blind for the
+	// shutdown timeout; then open calls finish.
 	{
 		g.Add(func() error {
 			healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -254,6 +246,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		}, func(error) {
 			ready.Store(false)
 			healthServer.Shutdown()
+			scaler.Drain()
 			done := make(chan struct{})
 			go func() { grpcServer.GracefulStop(); close(done) }()
 			select {
@@ -263,6 +256,24 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		})
 	}
+	// Rule watcher: needs nothing stopped before it.
+	addBackground(&g, func(ctx context.Context) error { return store.Watch(ctx, cfg.rulesResync) })
+	// Demand aggregator: watches every activator. Stops after the gRPC
+	// server, so that a rise of demand during its drain is still pushed.
+	if agg != nil {
+		addBackground(&g, agg.Run)
+	}
+	// EndpointSlice informers that find the activator replicas.
+	if services != nil {
+		addBackground(&g, services.Run)
+	}
+	// ScaledObject and pod informers for current and ready. Stop after the
+	// gRPC server, for the evaluations of its drain.
+	if targets != nil {
+		addBackground(&g, targets.Run)
+	}
+	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
+	addBackground(&g, scaler.Run)
 	// HTTP server for metrics and probes: stops last of the servers.
 	mux := proc.adminMux(&ready, func() string { return fmt.Sprintf("rules version %d", store.Current().Version) })
 	addHTTPServer(&g, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, httpLis)
