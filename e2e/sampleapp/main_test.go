@@ -76,12 +76,12 @@ func TestRunLifecycle(t *testing.T) {
 	ctx, sigterm := context.WithCancel(t.Context())
 	defer sigterm()
 	const latency = 300 * time.Millisecond
-	s := startRun(t, ctx, "--model", "llama", "--latency", latency.String(), "--jitter", "0", "--startup-delay", "100ms", "--shutdown-grace", "5s")
+	s := startRun(t, ctx, "--model", "llama", "--latency", latency.String(), "--jitter", "0", "--startup-delay", "1s", "--shutdown-grace", "5s")
 
 	if code, _ := get(t, s.url+"/ready"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/ready at start = %d, want 503", code)
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(4 * time.Second)
 	for code, _ := get(t, s.url+"/ready"); code != http.StatusOK; code, _ = get(t, s.url+"/ready") {
 		if time.Now().After(deadline) {
 			t.Fatalf("/ready still %d", code)
