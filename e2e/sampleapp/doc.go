@@ -19,6 +19,11 @@
 // plus the Go and process collectors. Code 499 counts requests whose client
 // went away, as nginx does.
 //
+// Like uvicorn, which serves vLLM, it closes a keep-alive connection that
+// has been idle for --idle-timeout (5s, uvicorn's default timeout_keep_alive),
+// so that a proxy reusing pooled connections meets the same races as in
+// production.
+//
 // On SIGTERM or SIGINT the server keeps accepting until no request is
 // running or waiting, so that requests routed here before the endpoint is
 // removed still get served; then it stops accepting and lets in-flight

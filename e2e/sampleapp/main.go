@@ -57,6 +57,7 @@ type config struct {
 	maxWaiting    int
 	startupDelay  time.Duration
 	shutdownGrace time.Duration
+	idleTimeout   time.Duration
 }
 
 // parseFlags reads args and reports every problem at once.
@@ -72,6 +73,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.maxWaiting, "max-waiting", 1000, "requests that may wait for a slot; more get 503")
 	fs.DurationVar(&c.startupDelay, "startup-delay", 2*time.Second, "/ready fails this long after start, as while a model loads")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running and waiting requests may take to finish")
+	// uvicorn, which serves vLLM and most Python model servers, closes a
+	// keep-alive connection idle for its timeout_keep_alive, 5 s by default.
+	// A proxy in front of such a server must cope with connections it
+	// pooled being closed under it; the suite's stand-in does the same so
+	// that it finds out.
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 5*time.Second, "close a keep-alive connection idle this long, as uvicorn's timeout_keep_alive (default 5s) does; 0: never")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -100,7 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"--latency", c.latency}, {"--startup-delay", c.startupDelay}, {"--shutdown-grace", c.shutdownGrace}} {
+	}{{"--latency", c.latency}, {"--startup-delay", c.startupDelay}, {"--shutdown-grace", c.shutdownGrace}, {"--idle-timeout", c.idleTimeout}} {
 		if d.v < 0 {
 			problems = append(problems, fmt.Errorf("%s %q must not be negative", d.name, d.v))
 		}
@@ -132,12 +139,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
-	srv := &http.Server{Handler: s.handler(reg), ReadHeaderTimeout: 10 * time.Second}
+	// With no ReadTimeout, an IdleTimeout of zero is no idle timeout at all.
+	srv := &http.Server{Handler: s.handler(reg), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.idleTimeout}
 	logger.Info("sampleapp started",
 		"address", ln.Addr().String(), "pod", pod, "model", cfg.model,
 		"latency", cfg.latency.String(), "jitter", cfg.jitter,
 		"concurrency", cfg.concurrency, "max_waiting", cfg.maxWaiting,
-		"startup_delay", cfg.startupDelay.String(), "shutdown_grace", cfg.shutdownGrace.String())
+		"startup_delay", cfg.startupDelay.String(), "shutdown_grace", cfg.shutdownGrace.String(),
+		"idle_timeout", cfg.idleTimeout.String())
 
 	// One component, so no lifecycle group: serve until a signal, then drain.
 	served := make(chan error, 1)

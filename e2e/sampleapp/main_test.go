@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -75,12 +76,12 @@ func TestRunLifecycle(t *testing.T) {
 	ctx, sigterm := context.WithCancel(t.Context())
 	defer sigterm()
 	const latency = 300 * time.Millisecond
-	s := startRun(t, ctx, "--model", "llama", "--latency", latency.String(), "--jitter", "0", "--startup-delay", "100ms", "--shutdown-grace", "5s")
+	s := startRun(t, ctx, "--model", "llama", "--latency", latency.String(), "--jitter", "0", "--startup-delay", "1s", "--shutdown-grace", "5s")
 
 	if code, _ := get(t, s.url+"/ready"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/ready at start = %d, want 503", code)
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(4 * time.Second)
 	for code, _ := get(t, s.url+"/ready"); code != http.StatusOK; code, _ = get(t, s.url+"/ready") {
 		if time.Now().After(deadline) {
 			t.Fatalf("/ready still %d", code)
@@ -187,7 +188,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{address: ":8000", model: "sample", latency: 200 * time.Millisecond, jitter: 0.1, concurrency: 4,
-		maxWaiting: 1000, startupDelay: 2 * time.Second, shutdownGrace: 30 * time.Second}
+		maxWaiting: 1000, startupDelay: 2 * time.Second, shutdownGrace: 30 * time.Second, idleTimeout: 5 * time.Second}
 	if c != want {
 		t.Errorf("defaults %+v, want %+v", c, want)
 	}
@@ -199,7 +200,7 @@ func TestParseFlags(t *testing.T) {
 		"unknown flag": {[]string{"--nope"}, []string{"flag provided but not defined: -nope"}},
 		"jitter":       {[]string{"--jitter", "1.5"}, []string{`--jitter "1.5" must be between 0 and 1`}},
 		"every problem at once": {
-			[]string{"--concurrency", "0", "--max-waiting", "-1", "--latency", "-1s", "--shutdown-grace", "-2s", "--model", " ", "extra"},
+			[]string{"--concurrency", "0", "--max-waiting", "-1", "--latency", "-1s", "--shutdown-grace", "-2s", "--idle-timeout", "-1s", "--model", " ", "extra"},
 			[]string{
 				`unexpected arguments: ["extra"]`,
 				`--model " " must not be blank`,
@@ -207,6 +208,7 @@ func TestParseFlags(t *testing.T) {
 				`--max-waiting "-1" must not be negative`,
 				`--latency "-1s" must not be negative`,
 				`--shutdown-grace "-2s" must not be negative`,
+				`--idle-timeout "-1s" must not be negative`,
 			},
 		},
 	} {
@@ -227,5 +229,64 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("got %d problems %q, want %d", len(got), got, len(tc.want))
 			}
 		})
+	}
+}
+
+// TestIdleKeepAliveConnectionClosed protects the suite's likeness to
+// uvicorn: a keep-alive connection left idle for --idle-timeout is closed
+// by the server (uvicorn's timeout_keep_alive), and not before, so that a
+// proxy pooling connections to it meets closed ones as it would in
+// production.
+func TestIdleKeepAliveConnectionClosed(t *testing.T) {
+	t.Parallel()
+	ctx, sigterm := context.WithCancel(t.Context())
+	const idle = 300 * time.Millisecond
+	s := startRun(t, ctx, "--startup-delay", "0s", "--idle-timeout", idle.String())
+	defer func() {
+		sigterm()
+		if _, err := s.finish(t); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	var answered time.Time
+	// Two requests on the one connection: it is kept alive, and reused
+	// before the idle timeout.
+	for i := range 2 {
+		if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: sample\r\n\r\n"); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatalf("request %d: body: %v", i+1, err)
+		}
+		resp.Body.Close()
+		answered = time.Now()
+		if resp.StatusCode != http.StatusOK || resp.Close {
+			t.Fatalf("request %d: status %d, close %v; want 200 on a kept-alive connection", i+1, resp.StatusCode, resp.Close)
+		}
+	}
+
+	// The server closes the idle connection: the read ends with EOF, after
+	// the idle timeout and well before the bound.
+	if err := conn.SetReadDeadline(time.Now().Add(idle + 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := br.Read(make([]byte, 1))
+	idled := time.Since(answered)
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("reading the idle connection: %d bytes, %v; want EOF as the server closes it", n, err)
+	}
+	if idled < idle-50*time.Millisecond {
+		t.Errorf("closed after %v idle, before the idle timeout of %v", idled, idle)
 	}
 }

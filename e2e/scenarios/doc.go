@@ -10,6 +10,10 @@
 //  5. Prometheus outage: replicas held, decisions resume
 //  6. activator restart under load: no failed request
 //
+// and two more: the scaler's built-ins current and ready against the real
+// API server, and POSTs after idle gaps longer than the sample app's
+// keep-alive timeout (5 s, uvicorn's), which must all get 200.
+//
 // Run it with `go tool task e2e` (root, Linux). Each scenario reports its
 // numbers with t.Log and in the summary printed at the end.
 package scenarios

@@ -35,6 +35,7 @@ const (
 	nsOutage   = "e2e-outage"
 	nsRestart  = "e2e-restart"
 	nsTarget   = "e2e-target"
+	nsIdle     = "e2e-idle"
 )
 
 // env is the cluster the scenarios share; TestMain sets it.
@@ -117,7 +118,7 @@ func run(m *testing.M) int {
 		ActivatorReplicas: 2,
 		PushInterval:      time.Second,
 		Rules:             stack.RuleSet + extraRuleSets,
-		ActivatorConfig:   stack.ActivatorConfig(nsFromZero, nsScaleOut, nsScaleIn, nsRules, nsOutage, nsRestart, nsTarget),
+		ActivatorConfig:   stack.ActivatorConfig(nsFromZero, nsScaleOut, nsScaleIn, nsRules, nsOutage, nsRestart, nsTarget, nsIdle),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: install Nemesis:", err)

@@ -5,6 +5,8 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,8 @@ import (
 	v2 "k8s.io/api/autoscaling/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/k8s-nemesis/nemesis/e2e/stack"
 )
 
 // pushActive opens a StreamIsActive stream to the scaler with KEDA's own
@@ -378,4 +382,80 @@ func TestScaleTargetBuiltins(t *testing.T) {
 	d, _ := scalerMetric(t, "nemesis_scaler_desired_replicas", map[string]string{"namespace": ns})
 	t.Logf("replicas: %s", tl)
 	env.report("scale-target", "replicas = min(current, ready) + 1 climbed %s and held at max 3 (decision %v), 0 evaluation errors", strings.Join(steps, ", "), d)
+}
+
+// POSTs through the activators with idle gaps longer than the model
+// server's keep-alive timeout: the sample app closes a connection idle for
+// 5 s, as uvicorn (vLLM's server) does by default, so every connection the
+// activators pooled to it is closed between two POSTs. Each POST must still
+// get 200: a proxy that sends a request on a connection the backend has
+// closed must not answer 502 for it, and cannot resend a POST blindly.
+func TestIdleKeepAlivePosts(t *testing.T) {
+	ns := nsIdle
+	const (
+		posts = 4
+		// Longer than the sample app's --idle-timeout (5s) with room for
+		// the close to reach the activators.
+		gap = 6500 * time.Millisecond
+	)
+	app(t, ns, "sample", 120) // no scale to zero during the gaps
+	post := func() (int, string, error) {
+		// A connection of its own per POST, so that the idle gaps are
+		// the activators' upstream connections', not this client's.
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Timeout: 2 * time.Minute, Transport: tr}
+		req, err := http.NewRequestWithContext(env.ctx, http.MethodPost, "http://"+env.activator+"/v1/completions",
+			strings.NewReader(`{"model": "sample", "prompt": "hello", "max_tokens": 8}`))
+		if err != nil {
+			return 0, "", err
+		}
+		req.Host = stack.Host(ns)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(body)), err
+	}
+
+	// The first POST wakes the app from zero; the rest find it up.
+	code, body, err := post()
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("the POST that wakes the app: status %d, body %q, error %v", code, body, err)
+	}
+	waitUntil(t, time.Minute, "1 ready replica", replicasAre(t, ns, 1))
+	var (
+		outcomes []string
+		failed   int
+	)
+	for i := range posts {
+		// The gap is the scenario's input, not a wait for something.
+		select {
+		case <-env.ctx.Done():
+			t.Fatal("interrupted")
+		case <-time.After(gap):
+		}
+		code, body, err := post()
+		switch {
+		case err != nil:
+			failed++
+			outcomes = append(outcomes, fmt.Sprintf("POST %d: %v", i+1, err))
+		case code != http.StatusOK:
+			failed++
+			outcomes = append(outcomes, fmt.Sprintf("POST %d: %d %q", i+1, code, body))
+		default:
+			outcomes = append(outcomes, fmt.Sprintf("POST %d: 200", i+1))
+		}
+	}
+	t.Logf("after idle gaps of %v: %s", gap, strings.Join(outcomes, "; "))
+	if failed > 0 {
+		t.Fatalf("%d of %d POSTs after an idle gap of %v failed: %s", failed, posts, gap, strings.Join(outcomes, "; "))
+	}
+	if ok, got := replicasAre(t, ns, 1)(); !ok {
+		t.Fatalf("the app did not stay up through the gaps, so no pooled connection went idle: %s", got)
+	}
+	env.report("idle-posts", "%d/%d POSTs 200, each after %v idle (the app closes keep-alive connections idle 5 s, as uvicorn does)", posts, posts, gap)
 }

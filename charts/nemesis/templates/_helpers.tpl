@@ -291,3 +291,14 @@ ruleSets:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The NetworkPolicy peer of the Prometheus that scrapes both components.
+*/}}
+{{- define "nemesis.networkPolicy.prometheusPeer" -}}
+{{- $p := .Values.networkPolicy.prometheus -}}
+- namespaceSelector:
+    {{- toYaml $p.namespaceSelector | nindent 4 }}
+  podSelector:
+    {{- toYaml $p.podSelector | nindent 4 }}
+{{- end }}

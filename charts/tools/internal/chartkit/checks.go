@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -31,11 +32,15 @@ import (
 //   - role bindings refer to rendered roles;
 //   - when the scaler and the activator are rendered together, the
 //     scaler has an --activator-service, and when it names a rendered
-//     Service, the port it names targets the activator's admin port.
+//     Service, the port it names targets the activator's admin port;
+//   - NetworkPolicies select the pods of a rendered Deployment, admit only
+//     ports those pods declare and every port they declare (to someone),
+//     and the activator's admits the rendered scaler to its admin port.
 func Check(objs []*Object) error {
 	var (
 		errs     []error
 		deploys  []*Object
+		policies []*Object
 		services = map[string]*corev1.Service{}
 		roles    = map[string]bool{}
 	)
@@ -56,6 +61,9 @@ func Check(objs []*Object) error {
 		switch t := o.Typed.(type) {
 		case *corev1.Service:
 			errs = append(errs, checkService(o, t, deploys)...)
+		case *networkingv1.NetworkPolicy:
+			policies = append(policies, o)
+			errs = append(errs, checkNetworkPolicy(o, t, deploys)...)
 		case *policyv1.PodDisruptionBudget:
 			if t.Spec.Selector == nil || selects(t.Namespace, t.Spec.Selector.MatchLabels, deploys) == nil {
 				errs = append(errs, fmt.Errorf("%s: selects no rendered Deployment's pods", o.ID()))
@@ -75,6 +83,7 @@ func Check(objs []*Object) error {
 		}
 	}
 	errs = append(errs, checkActivatorService(deploys, services)...)
+	errs = append(errs, checkScalerReachesActivator(deploys, policies)...)
 	return errors.Join(errs...)
 }
 
