@@ -518,12 +518,14 @@ func (rt *route) fail(w http.ResponseWriter, code int, msg string, span trace.Sp
 //
 // ready may be stale: read before the request's body (which a client may
 // dribble for seconds), or before a backoff. An endpoint that left the
-// ready set since is not used: once gone, it may have been forgotten, and
-// a new Endpoint counts the address's requests if it comes back, so a
-// request counted at the old one would exceed the cap. gone is read after
-// the count is raised, and updateEndpoints sets gone before it reads the
-// count (both sequentially consistent): either the update keeps the
-// endpoint, seeing the request, or the request sees gone and backs out.
+// ready set since is not used: a terminating one gets nothing new, and
+// one that left both sets may have been forgotten, a new Endpoint
+// counting the address's requests if it comes back, so a request counted
+// at the old one would exceed the cap. notReady is read after the count
+// is raised, and updateEndpoints sets it before it reads the count (both
+// sequentially consistent): either the update keeps the endpoint, seeing
+// the request, or the request sees notReady and backs out. That costs one
+// atomic load per request.
 // A reload that replaced the route meanwhile hands the request to the
 // route now in force (x.rt), as it does a held request.
 func (x *exchange) start(ctx context.Context, ready []*Endpoint, failed *Endpoint) (*Endpoint, int) {
@@ -531,7 +533,7 @@ func (x *exchange) start(ctx context.Context, ready []*Endpoint, failed *Endpoin
 		rt := x.rt
 		if len(ready) > 0 {
 			if ep := rt.pickExcluding(ready, failed); ep != nil && ep.tryStart(rt.limit) {
-				if !ep.gone.Load() {
+				if !ep.notReady.Load() {
 					return ep, 0
 				}
 				ep.done()

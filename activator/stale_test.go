@@ -174,3 +174,27 @@ func TestReloadDuringBodyReadGoesOn(t *testing.T) {
 		t.Errorf("the backend served %d requests at once on a route capped at 1", peak)
 	}
 }
+
+// TestTerminatingDuringBodyReadGetsNothingNew: a request reads the ready
+// set, then its client dribbles the body; meanwhile its endpoint starts
+// terminating and another one is ready. The request goes to the ready
+// one: a terminating endpoint gets no new request.
+func TestTerminatingDuringBodyReadGetsNothingNew(t *testing.T) {
+	a, b := newSlowBackend(t, "a"), newSlowBackend(t, "b")
+	a.unblock()
+	b.unblock()
+	addrA, addrB := hostOf(a.Server), hostOf(b.Server)
+	fs := newFakeServices()
+	fs.set("ml", "chat", 8000, []string{addrA}, nil)
+	h := startActivator(t, `routes:
+  - name: chat
+    service: {namespace: ml, name: chat, port: 8000}
+    queue: {size: 10, timeout: 10s}
+`, Options{Services: fs})
+
+	finish := startBodyRead(t, h.url)
+	fs.set("ml", "chat", 8000, []string{addrB}, []string{addrA})
+	if r := finish(); r != "200 b" {
+		t.Errorf("request whose endpoint started terminating while it sent its body: %s, want 200 b", r)
+	}
+}
