@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,31 @@ func (o overshoot) explained() bool {
 		}
 	}
 	return n >= o.excess
+}
+
+// describe tells the requests being served at an overshoot that are
+// not plainly in progress: those from clients that went away, with when
+// the backend saw them aborted, so that one explained only too late (the
+// backend busy past the 100 ms grace) can be told from a real excess.
+func (o overshoot) describe() string {
+	var parts []string
+	vanishing := 0
+	for _, c := range o.calls {
+		if !c.vanishing {
+			continue
+		}
+		vanishing++
+		switch at := c.abortedAt.Load(); {
+		case at == 0:
+			parts = append(parts, "not aborted")
+		default:
+			parts = append(parts, fmt.Sprintf("aborted %+dms", time.Duration(at-o.at.UnixNano()).Milliseconds()))
+		}
+	}
+	if vanishing == 0 {
+		return fmt.Sprintf("%d requests, none from a client that went away", len(o.calls))
+	}
+	return fmt.Sprintf("%d requests, %d from clients that went away (%s)", len(o.calls), vanishing, strings.Join(parts, ", "))
 }
 
 func startBackend(name string, idle time.Duration, limit int) (*backend, error) {

@@ -343,7 +343,7 @@ func run(ctx context.Context, args []string) error {
 		slices.Sort(causes)
 		fmt.Printf("unexplained cap overshoots by the latest fault in the second before: %s; the first:\n", strings.Join(causes, ", "))
 		for _, ov := range unexplained[:min(len(unexplained), 6)] {
-			fmt.Printf("  %s %s +%d: %s\n", ov.at.Format("15:04:05.000"), ov.backend, ov.excess, faults.before(ov.at))
+			fmt.Printf("  %s %s +%d: %s; %s\n", ov.at.Format("15:04:05.000"), ov.backend, ov.excess, ov.describe(), faults.before(ov.at))
 		}
 	}
 
