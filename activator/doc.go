@@ -73,7 +73,10 @@
 // that leaves both sets is kept, with its in-flight count and connections,
 // until its requests have finished, so a pod whose readiness flaps comes
 // back counted as busy as it is; a reload that rebuilds a route hands its
-// endpoints to the new route likewise. Without a ServiceEndpoints, a
+// endpoints to the new route likewise. A request whose client took long
+// to send its body goes to an endpoint still ready, not to one that
+// left the ready set meanwhile (terminating, or not ready), and waits for a free slot under the route
+// now in force if a reload replaced its own. Without a ServiceEndpoints, a
 // service route is a configuration error.
 //
 // The activator keeps at most [Options].MaxConnsPerEndpoint connections to

@@ -76,6 +76,10 @@ type Endpoint struct {
 	// gone says the endpoint left the route's sets with requests in
 	// flight; the last of them to finish drops it (see done).
 	gone atomic.Bool
+	// notReady says the endpoint left the ready set (terminating, or
+	// gone), so that a request that picked it from a ready set read
+	// earlier backs out (see exchange.start). It is set before gone.
+	notReady atomic.Bool
 }
 
 // Address returns the endpoint's host:port.
@@ -140,6 +144,7 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 			// Ready again after terminating or not ready: its count
 			// and connections carry on.
 			ep.gone.Store(false)
+			ep.notReady.Store(false)
 			ep.pool.reuse()
 		}
 		next[addr] = ep
@@ -151,6 +156,7 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 			continue
 		}
 		if ep := r.all[addr]; ep != nil {
+			ep.notReady.Store(true)
 			ep.gone.Store(false)
 			next[addr] = ep
 			nTerm++
@@ -167,6 +173,7 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 		// least-request if it comes back: keep it, out of the ready set,
 		// until they finish. gone is set before the count is read, so
 		// that the last request either is seen here or sees gone (done).
+		ep.notReady.Store(true)
 		ep.gone.Store(true)
 		if ep.inFlight.Load() > 0 {
 			next[addr] = ep

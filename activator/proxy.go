@@ -460,11 +460,14 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 		a.prop.Inject(ctx, x.trace)
 	}
 
-	rt.m.inFlight.Inc()
-	rt.a.demand.Add(rt.ns, rt.svc, 1, 0)
+	// The route may change below (a reload while the request waits): the
+	// counts end where they began.
+	m, ns, svc := rt.m, rt.ns, rt.svc
+	m.inFlight.Inc()
+	a.demand.Add(ns, svc, 1, 0)
 	defer func() {
-		rt.m.inFlight.Dec()
-		rt.a.demand.Add(rt.ns, rt.svc, -1, 0)
+		m.inFlight.Dec()
+		a.demand.Add(ns, svc, -1, 0)
 	}()
 
 	var (
@@ -474,15 +477,10 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 		lastErr error
 	)
 	for attempt := 1; ; attempt++ {
-		ep := rt.pickExcluding(ready, failed)
-		for ep == nil || !ep.tryStart(rt.limit) {
-			// A capped route whose free slots were taken meanwhile: wait
-			// for one, first in line.
-			var code int
-			if ready, code = rt.waitReady(ctx, true); ready == nil {
-				return rt.waitFailed(w, code, span)
-			}
-			ep = rt.pickExcluding(ready, failed)
+		ep, code := x.start(ctx, ready, failed)
+		rt = x.rt
+		if ep == nil {
+			return rt.waitFailed(w, code, span)
 		}
 		if span != nil {
 			span.SetAttributes(attribute.String("server.address", ep.addr), attribute.Int("nemesis.attempt", attempt))
@@ -515,12 +513,7 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 			t.Stop()
 		}
 		backoff *= 2
-		if ready = rt.readyEndpoints(); len(ready) == 0 {
-			var code int
-			if ready, code = rt.waitReady(ctx, true); ready == nil {
-				return rt.waitFailed(w, code, span)
-			}
-		}
+		ready = rt.readyEndpoints()
 	}
 	if span != nil {
 		span.RecordError(lastErr)
@@ -577,13 +570,60 @@ func (rt *route) fail(w http.ResponseWriter, code int, msg string, span trace.Sp
 	return code
 }
 
+// start picks an endpoint of ready through the policy (avoiding failed)
+// and counts the request in flight there. If none has room, it waits for
+// one, first in line. It returns nil and the status code to answer if the
+// wait fails.
+//
+// ready may be stale: read before the request's body (which a client may
+// dribble for seconds), or before a backoff. An endpoint that left the
+// ready set since is not used: a terminating one gets nothing new, and
+// one that left both sets may have been forgotten, a new Endpoint
+// counting the address's requests if it comes back, so a request counted
+// at the old one would exceed the cap. notReady is read after the count
+// is raised, and updateEndpoints sets it before it reads the count (both
+// sequentially consistent): either the update keeps the endpoint, seeing
+// the request, or the request sees notReady and backs out. That costs one
+// atomic load per request.
+// A reload that replaced the route meanwhile hands the request to the
+// route now in force (x.rt), as it does a held request.
+func (x *exchange) start(ctx context.Context, ready []*Endpoint, failed *Endpoint) (*Endpoint, int) {
+	for {
+		rt := x.rt
+		if len(ready) > 0 {
+			if ep := rt.pickExcluding(ready, failed); ep != nil && ep.tryStart(rt.limit) {
+				if !ep.notReady.Load() {
+					return ep, 0
+				}
+				ep.done()
+				ready = rt.readyEndpoints()
+				continue
+			}
+		}
+		var code int
+		if ready, code = rt.waitReady(ctx, true); ready != nil {
+			continue
+		}
+		if code != statusRouteGone {
+			return nil, code
+		}
+		r := x.r
+		next := rt.a.table.Load().router.match(r.Host, r.URL.Path, r.Header)
+		if next == nil || next == rt {
+			return nil, code
+		}
+		x.rt = next
+		ready = next.readyEndpoints()
+	}
+}
+
 // waitFailed answers a request that waited for an endpoint in vain.
 func (rt *route) waitFailed(w http.ResponseWriter, code int, span trace.Span) int {
 	switch code {
 	case statusClientGone:
 		return code
 	case statusRouteGone:
-		code = http.StatusServiceUnavailable
+		return rt.fail(w, http.StatusServiceUnavailable, "the route was removed", span)
 	}
 	return rt.fail(w, code, "no ready endpoint", span)
 }

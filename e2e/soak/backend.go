@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,8 +37,10 @@ type backend struct {
 
 // call is one request the backend serves.
 type call struct {
-	// vanishing: the client said (X-Soak-Vanish) it will go away.
+	// vanishing: the client said (X-Soak-Vanish) it will go away; id is
+	// the value of that header, the request's id.
 	vanishing bool
+	id        int
 	returned  atomic.Bool
 	// abortedAt is when the request was cancelled before the handler
 	// returned (the activator closed the connection), in Unix
@@ -56,17 +59,67 @@ type overshoot struct {
 
 // explained reports whether clients that went away explain the
 // overshoot: the activator frees a request's slot when its client goes,
-// and the backend notices the aborted request a little later. At least
-// excess of the requests being served must have been from clients that
-// went away, and aborted before, or within 100 ms after, the overshoot.
-func (o overshoot) explained() bool {
+// and the backend notices the aborted request a little later, or not at
+// all when its handler ends first (it writes into a connection the
+// activator closed, and nothing fails). At least excess of the requests
+// being served must have been from clients that went away: closed their
+// connection before the overshoot (left), or, if that is not known,
+// aborted before, or within 100 ms after, it.
+func (o overshoot) explained(left *departures) bool {
 	n := 0
 	for _, c := range o.calls {
-		if at := c.abortedAt.Load(); c.vanishing && at != 0 && at <= o.at.Add(100*time.Millisecond).UnixNano() {
+		if !c.vanishing {
+			continue
+		}
+		if at, ok := left.at(c.id); ok && at <= o.at.UnixNano() {
+			n++
+		} else if at := c.abortedAt.Load(); at != 0 && at <= o.at.Add(100*time.Millisecond).UnixNano() {
 			n++
 		}
 	}
 	return n >= o.excess
+}
+
+// departures records when each vanishing client closed its connection,
+// by request id (the clients and backends share the process).
+type departures struct{ m sync.Map }
+
+func (d *departures) leave(id int) { d.m.Store(id, time.Now().UnixNano()) }
+
+func (d *departures) at(id int) (int64, bool) {
+	v, ok := d.m.Load(id)
+	if !ok {
+		return 0, false
+	}
+	return v.(int64), true
+}
+
+// describe tells the requests being served at an overshoot that are
+// not plainly in progress: those from clients that went away, with when
+// each client left and when the backend saw the request aborted, relative
+// to the overshoot, so that a departure seen late can be told from a real
+// excess.
+func (o overshoot) describe(left *departures) string {
+	var parts []string
+	vanishing := 0
+	for _, c := range o.calls {
+		if !c.vanishing {
+			continue
+		}
+		vanishing++
+		what := "not aborted"
+		if at := c.abortedAt.Load(); at != 0 {
+			what = fmt.Sprintf("aborted %+dms", time.Duration(at-o.at.UnixNano()).Milliseconds())
+		}
+		if at, ok := left.at(c.id); ok {
+			what += fmt.Sprintf(", client left %+dms", time.Duration(at-o.at.UnixNano()).Milliseconds())
+		}
+		parts = append(parts, what)
+	}
+	if vanishing == 0 {
+		return fmt.Sprintf("%d requests, none from a client that went away", len(o.calls))
+	}
+	return fmt.Sprintf("%d requests, %d from clients that went away (%s)", len(o.calls), vanishing, strings.Join(parts, ", "))
 }
 
 func startBackend(name string, idle time.Duration, limit int) (*backend, error) {
@@ -108,6 +161,7 @@ func (b *backend) unexpected(w http.ResponseWriter, r *http.Request) {
 func (b *backend) serve(h func(w http.ResponseWriter, r *http.Request, leave func())) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := &call{vanishing: r.Header.Get("X-Soak-Vanish") != ""}
+		c.id, _ = strconv.Atoi(r.Header.Get("X-Soak-Vanish"))
 		stop := context.AfterFunc(r.Context(), func() {
 			if !c.returned.Load() {
 				c.abortedAt.Store(time.Now().UnixNano())

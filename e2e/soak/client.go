@@ -36,6 +36,9 @@ type load struct {
 	timeout time.Duration
 	client  *http.Client
 	tally   *tally
+	// left records when vanishing clients closed their connections, to
+	// explain cap overshoots.
+	left *departures
 }
 
 // errClientGone is what a vanishing client reports when it went away as
@@ -55,6 +58,7 @@ func newLoad(proxy string, timeout time.Duration) *load {
 		proxy:   proxy,
 		timeout: timeout,
 		tally:   newTally(),
+		left:    &departures{},
 		client: &http.Client{
 			Timeout: timeout,
 			Transport: &http.Transport{
@@ -408,15 +412,17 @@ func (l *load) vanish(ctx context.Context, id int) error {
 	if err != nil {
 		return err
 	}
-	defer done()
+	// Recorded just before the close: the activator cannot notice the
+	// client leave before.
+	defer func() { l.left.leave(id); done() }()
 	if id%2 == 0 {
-		if _, err := io.WriteString(c, "GET /fast?id=v HTTP/1.1\r\nHost: capped.soak\r\nX-Soak-Vanish: 1\r\n\r\n"); err != nil {
+		if _, err := fmt.Fprintf(c, "GET /fast?id=v HTTP/1.1\r\nHost: capped.soak\r\nX-Soak-Vanish: %d\r\n\r\n", id); err != nil {
 			return err
 		}
 		time.Sleep(time.Duration(1+rand.IntN(20)) * time.Millisecond)
 		return errClientGone
 	}
-	if _, err := io.WriteString(c, "GET /stream?n=30 HTTP/1.1\r\nHost: capped.soak\r\nX-Soak-Vanish: 1\r\n\r\n"); err != nil {
+	if _, err := fmt.Fprintf(c, "GET /stream?n=30 HTTP/1.1\r\nHost: capped.soak\r\nX-Soak-Vanish: %d\r\n\r\n", id); err != nil {
 		return err
 	}
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})

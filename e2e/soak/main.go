@@ -325,7 +325,7 @@ func run(ctx context.Context, args []string) error {
 		overs = append(overs, ov...)
 		fmt.Printf("  %-9s %7d %4d\n", b.name, served, most)
 	}
-	explained, unexplained := judgeOvershoots(overs)
+	explained, unexplained := judgeOvershoots(overs, l.left)
 	if len(overs) > 0 {
 		fmt.Printf("cap overshoots: %d times a capped backend served more than %d at once; %d explained by clients that went away (the backend notices an aborted request later than the activator frees its slot)\n",
 			len(overs), o.cap, explained)
@@ -343,7 +343,7 @@ func run(ctx context.Context, args []string) error {
 		slices.Sort(causes)
 		fmt.Printf("unexplained cap overshoots by the latest fault in the second before: %s; the first:\n", strings.Join(causes, ", "))
 		for _, ov := range unexplained[:min(len(unexplained), 6)] {
-			fmt.Printf("  %s %s +%d: %s\n", ov.at.Format("15:04:05.000"), ov.backend, ov.excess, faults.before(ov.at))
+			fmt.Printf("  %s %s +%d: %s; %s\n", ov.at.Format("15:04:05.000"), ov.backend, ov.excess, ov.describe(l.left), faults.before(ov.at))
 		}
 	}
 
@@ -536,9 +536,9 @@ func flap(ctx context.Context, api *kubeAPI, faults *faultLog, n int, every time
 
 // judgeOvershoots splits the overshoots into those that clients going
 // away explain (see overshoot.explained) and the others.
-func judgeOvershoots(overs []overshoot) (explained int, unexplained []overshoot) {
+func judgeOvershoots(overs []overshoot, left *departures) (explained int, unexplained []overshoot) {
 	for _, ov := range overs {
-		if ov.explained() {
+		if ov.explained(left) {
 			explained++
 		} else {
 			unexplained = append(unexplained, ov)
