@@ -1,7 +1,7 @@
 // Package scenarios is the end-to-end suite: behind the e2e build tag, its
 // tests start a local cluster (e2e/cluster), install Nemesis and the sample
 // app (e2e/stack) and drive real KEDA, the real HPA controller and a real
-// Prometheus through six scenarios, each in a namespace of its own:
+// Prometheus through eight scenarios, each in a namespace of its own:
 //
 //  1. scale from zero: 200 concurrent requests while the app has 0 replicas
 //  2. scale out on rules as load rises
@@ -9,10 +9,9 @@
 //  4. rules in a ConfigMap: edits change decisions, invalid edits are refused
 //  5. Prometheus outage: replicas held, decisions resume
 //  6. activator restart under load: no failed request
-//
-// and two more: the scaler's built-ins current and ready against the real
-// API server, and POSTs after idle gaps longer than the sample app's
-// keep-alive timeout (5 s, uvicorn's), which must all get 200.
+//  7. the scaler's built-ins current and ready against the real API server
+//  8. POSTs after idle gaps longer than the sample app's keep-alive timeout
+//     (5 s, uvicorn's), which must all get 200
 //
 // Run it with `go tool task e2e` (root, Linux). Each scenario reports its
 // numbers with t.Log and in the summary printed at the end.
