@@ -205,7 +205,7 @@ func TestPoolHandOffToWaiterThatLeft(t *testing.T) {
 	p := a.newPool(addr)
 	defer p.close()
 
-	c, err := p.get(context.Background(), false)
+	c, err := p.get(context.Background(), false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestPoolHandOffToWaiterThatLeft(t *testing.T) {
 	}
 	waited := make(chan result, 1)
 	go func() {
-		c, err := p.get(wctx, false)
+		c, err := p.get(wctx, false, false)
 		waited <- result{c, err}
 	}()
 	eventually(t, "the request to wait", func() bool {
@@ -243,7 +243,7 @@ func TestPoolHandOffToWaiterThatLeft(t *testing.T) {
 
 	ctx, stop := context.WithTimeout(context.Background(), 2*time.Second)
 	defer stop()
-	c, err = p.get(ctx, false)
+	c, err = p.get(ctx, false, false)
 	if err != nil {
 		t.Fatalf("the endpoint no longer serves: %v", err)
 	}
@@ -270,7 +270,7 @@ func TestUpstreamIdleCheck(t *testing.T) {
 			})
 			p := New(Options{Logger: testLogger(t)}).newPool(addr)
 			defer p.close()
-			c, err := p.get(context.Background(), false)
+			c, err := p.get(context.Background(), false, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -300,7 +300,7 @@ func BenchmarkUpstreamIdleCheck(b *testing.B) {
 	addr := rawBackend(b, func(c net.Conn, br *bufio.Reader) { _, _ = io.Copy(io.Discard, br) })
 	p := New(Options{}).newPool(addr)
 	defer p.close()
-	c, err := p.get(context.Background(), false)
+	c, err := p.get(context.Background(), false, false)
 	if err != nil {
 		b.Fatal(err)
 	}
