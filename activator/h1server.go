@@ -1135,6 +1135,9 @@ type requestBody struct {
 	expect    bool // send 100 Continue before the first read
 	started   bool // read from already
 	deadline  bool // the route's request timeout is the connection's read deadline
+	// timeout is the route's request timeout, set by whoever reads the
+	// body first (proxy, or tryPark), which has the route at hand.
+	timeout time.Duration
 }
 
 // errBodyTimeout is a request body that did not arrive within the route's
@@ -1148,12 +1151,10 @@ var errBodyTimeout = fmt.Errorf("the request timeout passed before the whole bod
 // request parks.
 func (b *requestBody) start() {
 	b.started = true
-	c := b.c
-	rt := c.s.a.table.Load().router.match(c.req.Host, c.req.URL.Path, c.req.Header)
-	if rt == nil || rt.cfg.Timeouts.Request <= 0 {
+	if b.timeout <= 0 {
 		return
 	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(rt.cfg.Timeouts.Request))
+	_ = b.c.nc.SetReadDeadline(time.Now().Add(b.timeout))
 	b.deadline = true
 }
 

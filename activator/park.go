@@ -58,6 +58,7 @@ func (c *serverConn) tryPark() bool {
 	if rt == nil || rt.cfg.Queue.Size == 0 || rt.mayGo(rt.readyEndpoints()) {
 		return false
 	}
+	c.body.timeout = rt.cfg.Timeouts.Request
 	if !c.bodyDone.Load() && !c.readBodyToPark() {
 		return false
 	}

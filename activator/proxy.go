@@ -434,6 +434,9 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 	if rt.cfg.Timeouts.Request > 0 {
 		x.deadline = time.Now().Add(rt.cfg.Timeouts.Request)
 	}
+	if b, ok := r.Body.(*requestBody); ok {
+		b.timeout = rt.cfg.Timeouts.Request
+	}
 	switch {
 	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
 		x.kind = bodyNone
