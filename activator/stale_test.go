@@ -83,11 +83,7 @@ func TestFlapDuringBodyReadKeepsCap(t *testing.T) {
 		t.Fatal("the endpoint ready again is not a new Endpoint: the test needs it to be")
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	other := make(chan string, 1)
-	go func() { other <- getCtx(ctx, h.url+"/slow") }()
-	eventually(t, "the other request held at the backend", func() bool { cur, _ := a.held(); return cur == 1 })
+	other := takeSlot(t, a, h.url)
 
 	first := make(chan string, 1)
 	go func() { first <- finish() }()
@@ -99,7 +95,7 @@ func TestFlapDuringBodyReadKeepsCap(t *testing.T) {
 		t.Errorf("the backend served %d requests at once on a route capped at 1: the dribbled request went to the endpoint forgotten in the flap", peak)
 	}
 	a.unblock()
-	for name, ch := range map[string]chan string{"dribbled": first, "other": other} {
+	for name, ch := range map[string]<-chan string{"dribbled": first, "other": other} {
 		if r := <-ch; r != "200 a" {
 			t.Errorf("%s request: %s", name, r)
 		}
@@ -141,11 +137,7 @@ func TestReloadDuringBodyReadGoesOn(t *testing.T) {
 		t.Fatal("the reload kept the route: the test needs it rebuilt")
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	other := make(chan string, 1)
-	go func() { other <- getCtx(ctx, h.url+"/slow") }()
-	eventually(t, "the other request held at the backend", func() bool { cur, _ := a.held(); return cur == 1 })
+	other := takeSlot(t, a, h.url)
 
 	first := make(chan string, 1)
 	go func() { first <- finish() }()
@@ -197,4 +189,17 @@ func TestTerminatingDuringBodyReadGetsNothingNew(t *testing.T) {
 	if r := finish(); r != "200 b" {
 		t.Errorf("request whose endpoint started terminating while it sent its body: %s, want 200 b", r)
 	}
+}
+
+// takeSlot sends a request that the slow backend holds, taking the
+// endpoint's only slot; its answer arrives on the channel once the backend
+// lets it go. It is cancelled when the test ends.
+func takeSlot(t *testing.T, b *slowBackend, url string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	other := make(chan string, 1)
+	go func() { other <- getCtx(ctx, url+"/slow") }()
+	eventually(t, "the other request held at the backend", func() bool { cur, _ := b.held(); return cur == 1 })
+	return other
 }
