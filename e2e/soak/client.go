@@ -206,15 +206,7 @@ func (l *load) do(req *http.Request, check func([]byte) error) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return &statusError{code: resp.StatusCode, body: strings.TrimSpace(string(body[:min(len(body), 200)]))}
-	}
-	if err != nil {
-		return fmt.Errorf("reading the body: %w", err)
-	}
-	return check(body)
+	return checkAnswer(resp, check)
 }
 
 func wantFast(id string) func([]byte) error {
@@ -299,12 +291,9 @@ func (l *load) dial(ctx context.Context) (net.Conn, *bufio.Reader, func(), error
 	return c, bufio.NewReader(c), func() { stop(); c.Close() }, nil
 }
 
-// readOK reads one answer from br and checks it as do does.
-func readOK(br *bufio.Reader, req *http.Request, check func([]byte) error) error {
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		return fmt.Errorf("reading the answer: %w", err)
-	}
+// checkAnswer reads resp's body and checks that resp is 200 with a body
+// for which check returns nil.
+func checkAnswer(resp *http.Response, check func([]byte) error) error {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
@@ -314,6 +303,15 @@ func readOK(br *bufio.Reader, req *http.Request, check func([]byte) error) error
 		return fmt.Errorf("reading the body: %w", err)
 	}
 	return check(body)
+}
+
+// readOK reads one answer from br and checks it as do does.
+func readOK(br *bufio.Reader, req *http.Request, check func([]byte) error) error {
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	return checkAnswer(resp, check)
 }
 
 // pipelined writes three GETs in one write, then reads the three answers,

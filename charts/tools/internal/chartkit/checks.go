@@ -249,10 +249,9 @@ func checkService(o *Object, s *corev1.Service, deploys []*Object) []error {
 	return errs
 }
 
-// checkActivatorService checks the scaler's --activator-service against
-// the rendered activator.
-func checkActivatorService(deploys []*Object, services map[string]*corev1.Service) []error {
-	var scalers, activators []*appsv1.Deployment
+// byComponent splits the rendered Deployments into the scalers and the
+// activators.
+func byComponent(deploys []*Object) (scalers, activators []*appsv1.Deployment) {
 	for _, o := range deploys {
 		d := o.Typed.(*appsv1.Deployment)
 		switch Component(d) {
@@ -262,6 +261,13 @@ func checkActivatorService(deploys []*Object, services map[string]*corev1.Servic
 			activators = append(activators, d)
 		}
 	}
+	return scalers, activators
+}
+
+// checkActivatorService checks the scaler's --activator-service against
+// the rendered activator.
+func checkActivatorService(deploys []*Object, services map[string]*corev1.Service) []error {
+	scalers, activators := byComponent(deploys)
 	var errs []error
 	for _, s := range scalers {
 		refs := Flag(s.Spec.Template.Spec.Containers[0].Args, "activator-service")

@@ -149,16 +149,7 @@ func containerPorts(d *appsv1.Deployment) []corev1.ContainerPort {
 // with NetworkPolicies, that the activator's admit the scaler's pods to
 // the admin port, the demand stream the scaler watches.
 func checkScalerReachesActivator(deploys []*Object, policies []*Object) []error {
-	var scalers, activators []*appsv1.Deployment
-	for _, o := range deploys {
-		d := o.Typed.(*appsv1.Deployment)
-		switch Component(d) {
-		case "scaler":
-			scalers = append(scalers, d)
-		case "activator":
-			activators = append(activators, d)
-		}
-	}
+	scalers, activators := byComponent(deploys)
 	var errs []error
 	for _, a := range activators {
 		var admin *corev1.ContainerPort
