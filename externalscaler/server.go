@@ -145,9 +145,7 @@ type object struct {
 	pairAt     time.Time
 
 	// The last good decision, for onError: hold.
-	good    rules.Decision
-	goodAt  time.Time
-	hasGood bool
+	last rules.LastGood
 
 	lastSeen time.Time
 }
@@ -375,32 +373,31 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 	}
 }
 
+// active is what KEDA is told of the answer's activity, with waiting
+// requests overriding it as rules.Outcome.Active says.
+func (a answer) active(waiting bool) (active, ok bool) {
+	return rules.Outcome{Decision: a.decision, Err: a.err}.Active(waiting)
+}
+
 // applyOnError turns an evaluation into an answer under the rule set's
-// onError policy. Callers hold s.mu.
+// onError policy (rules.RuleSet.Decide), and logs what it did. Callers hold
+// s.mu.
 func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, err error, now time.Time) answer {
-	if err == nil {
-		o.good, o.goodAt, o.hasGood = d, now, true
-		return answer{decision: d}
+	out := rs.Decide(&o.last, now, d, err)
+	if out.EvalErr == nil {
+		return answer{decision: out.Decision}
 	}
-	log := s.logger.With("namespace", o.namespace, "scaledObject", o.name, "ruleSet", rs.Name, "err", err.Error())
-	switch rs.OnError.Mode {
-	case rules.Fixed:
-		n := rs.OnError.Replicas
-		log.Warn("evaluation failed; onError gives a fixed replica count", "replicas", n)
-		return answer{decision: rules.Decision{Replicas: n, Raw: float64(n), Active: n > 0}}
-	case rules.Hold:
-		if o.hasGood && now.Sub(o.goodAt) <= rs.StaleAfter {
-			log.Warn("evaluation failed; holding the last good decision", "replicas", o.good.Replicas, "age", now.Sub(o.goodAt).Round(time.Millisecond).String(), "staleAfter", rs.StaleAfter.String())
-			return answer{decision: o.good, holding: true}
-		}
-		if o.hasGood {
-			err = fmt.Errorf("%w (the last good decision is older than staleAfter %v)", err, rs.StaleAfter)
-		} else {
-			err = fmt.Errorf("%w (no good decision yet to hold)", err)
-		}
+	log := s.logger.With("namespace", o.namespace, "scaledObject", o.name, "ruleSet", rs.Name, "err", out.EvalErr.Error())
+	switch {
+	case out.Fixed:
+		log.Warn("evaluation failed; onError gives a fixed replica count", "replicas", out.Decision.Replicas)
+	case out.Holding:
+		log.Warn("evaluation failed; holding the last good decision", "replicas", out.Decision.Replicas, "age", now.Sub(out.HeldSince).Round(time.Millisecond).String(), "staleAfter", rs.StaleAfter.String())
+	default:
+		log.Error("evaluation failed; KEDA's fallback applies")
+		return answer{err: status.Error(grpccodes.Unavailable, out.Err.Error())}
 	}
-	log.Error("evaluation failed; KEDA's fallback applies")
-	return answer{err: status.Error(grpccodes.Unavailable, err.Error())}
+	return answer{decision: out.Decision, holding: out.Holding}
 }
 
 // evaluate runs the queries and the rule set once.
@@ -415,7 +412,7 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		s.m.evaluations.WithLabelValues(rs.Name).Inc()
 		s.m.duration.WithLabelValues(rs.Name).Observe(s.opts.Now().Sub(start).Seconds())
 		if err != nil {
-			s.m.errors.WithLabelValues(rs.Name, errorReason(err)).Inc()
+			s.m.errors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 		} else {
@@ -438,7 +435,7 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		wg.Go(func() {
 			r, err := s.q.Query(ctx, q)
 			if err != nil {
-				errs[i] = &queryError{query: rs.Queries[i].Name, err: err}
+				errs[i] = &rules.QueryError{Query: rs.Queries[i].Name, Err: err}
 				return
 			}
 			results[i] = rules.Result{Scalar: r.Scalar, Values: r.Values}
@@ -475,36 +472,6 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		builtins.InFlight, builtins.Queued = float64(inFlight), float64(queued)
 	}
 	return rs.EvaluateWith(results, &builtins)
-}
-
-// queryError is a failed query; it is always the Prometheus side's fault.
-type queryError struct {
-	query string
-	err   error
-}
-
-func (e *queryError) Error() string { return fmt.Sprintf("query %q: %v", e.query, e.err) }
-func (e *queryError) Unwrap() error { return e.err }
-
-// errorReason labels an evaluation error for metrics.
-func errorReason(err error) string {
-	var qe *queryError
-	switch {
-	case errors.As(err, &qe):
-		return "prometheus"
-	case errors.Is(err, rules.ErrNoScaleTarget):
-		return "scale_target"
-	case errors.Is(err, rules.ErrNoData):
-		return "no_data"
-	case errors.Is(err, rules.ErrSeries):
-		return "series"
-	case errors.Is(err, rules.ErrNotFinite):
-		return "not_finite"
-	case errors.Is(err, rules.ErrNoDemand):
-		return "demand"
-	default:
-		return "expression"
-	}
 }
 
 func boolFloat(b bool) float64 {
@@ -591,17 +558,16 @@ func (s *Server) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsA
 		a := o.pairAnswer
 		o.pairAt = time.Time{} // one IsActive per GetMetrics
 		s.mu.Unlock()
-		return &pb.IsActiveResponse{Result: a.decision.Active || s.waiting(ref)}, nil
+		active, _ := a.active(s.waiting(ref)) // a paired answer is never an error
+		return &pb.IsActiveResponse{Result: active}, nil
 	}
 	s.mu.Unlock()
 	a := s.decideKey(ctx, key, ref, false)
-	if a.err != nil {
-		if s.waiting(ref) {
-			return &pb.IsActiveResponse{Result: true}, nil
-		}
+	active, ok := a.active(s.waiting(ref))
+	if !ok {
 		return nil, a.err
 	}
-	return &pb.IsActiveResponse{Result: a.decision.Active || s.waiting(ref)}, nil
+	return &pb.IsActiveResponse{Result: active}, nil
 }
 
 // StreamIsActive re-evaluates every PushInterval while KEDA keeps the stream
@@ -635,10 +601,7 @@ func (s *Server) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScale
 		if status.Code(a.err) == grpccodes.InvalidArgument {
 			return a.err
 		}
-		active, ok := a.decision.Active, a.err == nil
-		if s.waiting(ref) {
-			active, ok = true, true
-		}
+		active, ok := a.active(s.waiting(ref))
 		if ok && (!sent || active != last) {
 			if err := stream.Send(&pb.IsActiveResponse{Result: active}); err != nil {
 				return err
