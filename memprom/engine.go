@@ -148,4 +148,3 @@ func (e *Engine) QueryRange(ctx context.Context, query string, start, end time.T
 	}
 	return out, nil
 }
-

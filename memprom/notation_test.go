@@ -30,7 +30,7 @@ func TestParseSeries(t *testing.T) {
 		"stale is a staleness marker": {`m`, "1 stale", time.Minute, `{__name__="m"}`,
 			[]Sample{{0, 1}, {60_000, stale}}},
 		"labels only": {`{a="b"}`, "7", time.Minute, `{a="b"}`, []Sample{{0, 7}}},
-		"no values": {`m`, "", time.Minute, `{__name__="m"}`, []Sample{}},
+		"no values":   {`m`, "", time.Minute, `{__name__="m"}`, []Sample{}},
 		"sub-millisecond interval truncates each time as promtool": {`m`, "1 2 3", 1500 * time.Microsecond, `{__name__="m"}`,
 			[]Sample{{0, 1}, {1, 2}, {3, 3}}},
 		"special floats": {`m`, "Inf -Inf NaN", time.Minute, `{__name__="m"}`,
