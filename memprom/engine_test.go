@@ -160,3 +160,5 @@ func TestEqualSamples(t *testing.T) {
 }
 
 func nan() float64 { return math.NaN() }
+
+func nextUp(x float64) float64 { return math.Nextafter(x, math.Inf(1)) }
