@@ -46,7 +46,7 @@ type wallTicks struct {
 const day = 24 * time.Hour
 
 // Ticks implements plot.Ticker for lo and hi in seconds since start.
-// Sub-day ticks are counted from each local midnight and day ticks fall on
+// Ticks fall on round wall-clock times of each day and day ticks on
 // midnights (weeks on Mondays), so a change of daylight-saving time shifts
 // no tick off the hour.
 func (w wallTicks) Ticks(lo, hi float64) []plot.Tick {
@@ -98,14 +98,23 @@ func (w wallTicks) Ticks(lo, hi float64) []plot.Tick {
 		}
 		return ticks
 	}
+	// Sub-day ticks are wall-clock times of each day, made by time.Date,
+	// which normalises a time skipped by daylight-saving time forward:
+	// a tick equal to or before the previous one is dropped.
+	sec := int(step / time.Second)
 	for d := midnight; !d.After(to); d = d.AddDate(0, 0, 1) {
-		next := d.AddDate(0, 0, 1)
-		// Start at the first step of this day at or after from.
-		first := d
-		if from.After(d) {
-			first = d.Add((from.Sub(d) + step - 1) / step * step)
+		k := 0
+		if d.Equal(midnight) {
+			k = (from.Hour()*3600 + from.Minute()*60 + from.Second()) / sec
 		}
-		for t := first; t.Before(next) && !t.After(to); t = t.Add(step) {
+		for ; k*sec < 24*3600; k++ {
+			t := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, k*sec, 0, loc)
+			if t.After(to) {
+				break
+			}
+			if n := len(ticks); n > 0 && t.Sub(w.start).Seconds() <= ticks[n-1].Value {
+				continue
+			}
 			add(t)
 		}
 	}
