@@ -10,8 +10,8 @@ import (
 
 // TestChartOf checks that the demo's rows become the chart's series: a
 // row without the activators' or the scaler's metrics adds no point to
-// those series, so the chart shows a gap-free line only where it was
-// measured, and the chart renders.
+// those series, so each line shows only what was measured, and the chart
+// renders.
 func TestChartOf(t *testing.T) {
 	rows := []sample{
 		{t: 0, clients: 0, ready: 0},
