@@ -137,7 +137,7 @@ func (c *Chart) WriteSVG(w io.Writer) error {
 	if _, err := cv.WriteTo(&b); err != nil {
 		return fmt.Errorf("encoding svg: %w", err)
 	}
-	out, err := standalone(b.Bytes(), l.width, l.height)
+	out, err := standalone(b.Bytes(), l.width, l.height, l.title)
 	if err != nil {
 		return fmt.Errorf("encoding svg: %w", err)
 	}

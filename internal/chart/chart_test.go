@@ -322,6 +322,9 @@ func TestStandalone(t *testing.T) {
 					t.Errorf("output has a <%s> element", e.name.Local)
 				}
 			}
+			if title := els[1]; tc.chart.Title != "" && (title.name.Local != "title" || title.text != clean(tc.chart.Title)) {
+				t.Errorf("first element <%s>%s, want <title>%s", title.name.Local, title.text, clean(tc.chart.Title))
+			}
 			if n := bytes.Count(out, []byte("http")); n != 1 {
 				t.Errorf("output has %d occurrences of http, want only the SVG namespace", n)
 			}

@@ -2,6 +2,7 @@ package chart
 
 import (
 	"bytes"
+	"encoding/xml"
 	"fmt"
 )
 
@@ -23,7 +24,10 @@ import (
 // Each rewrite must apply exactly: a gonum/plot upgrade that changes its
 // output fails here (and in the golden tests) instead of silently
 // producing a chart that renders differently.
-func standalone(svg []byte, width, height int) ([]byte, error) {
+//
+// It also gives the document a <title> when the chart has one, which a
+// browser shows as the tab's name and a screen reader reads out.
+func standalone(svg []byte, width, height int, title string) ([]byte, error) {
 	rewrites := []struct {
 		old, new string
 		all      bool
@@ -38,6 +42,17 @@ func standalone(svg []byte, width, height int) ([]byte, error) {
 			return nil, fmt.Errorf("unexpected vgsvg output: %d occurrences of %q", n, r.old)
 		}
 		svg = bytes.ReplaceAll(svg, []byte(r.old), []byte(r.new))
+	}
+	if title != "" {
+		const open = "xmlns=\"http://www.w3.org/2000/svg\">\n"
+		var t bytes.Buffer
+		t.WriteString(open + "<title>")
+		_ = xml.EscapeText(&t, []byte(title)) // a bytes.Buffer never fails
+		t.WriteString("</title>\n")
+		if bytes.Count(svg, []byte(open)) != 1 {
+			return nil, fmt.Errorf("unexpected vgsvg output: no single %q", open)
+		}
+		svg = bytes.Replace(svg, []byte(open), t.Bytes(), 1)
 	}
 	if bytes.Contains(svg, []byte("xlink:")) {
 		return nil, fmt.Errorf("unexpected vgsvg output: an xlink reference")
