@@ -1,10 +1,32 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/k8s-nemesis/nemesis/metrics"
 )
+
+// addPrometheusFlags registers the Prometheus client's flags on fs, so
+// that every command that talks to Prometheus takes the same ones:
+// credentials come from files and flags only. urlHelp and timeout differ
+// per command (a backtest's range requests take longer than the scaler's
+// instant queries). cfg.Headers must be non-nil.
+func addPrometheusFlags(fs *flag.FlagSet, cfg *metrics.ClientConfig, urlHelp string, timeout time.Duration) {
+	fs.StringVar(&cfg.URL, "prometheus-url", "", urlHelp)
+	fs.StringVar(&cfg.BearerTokenFile, "prometheus-bearer-token-file", "", "file holding a bearer token for Prometheus, re-read on every request")
+	fs.StringVar(&cfg.BasicAuthUsername, "prometheus-basic-auth-username", "", "basic auth user name for Prometheus")
+	fs.StringVar(&cfg.BasicAuthPasswordFile, "prometheus-basic-auth-password-file", "", "file holding the basic auth password for Prometheus")
+	fs.StringVar(&cfg.CAFile, "prometheus-ca-file", "", "CA certificates to verify Prometheus' TLS certificate")
+	fs.StringVar(&cfg.CertFile, "prometheus-cert-file", "", "client certificate for mTLS to Prometheus")
+	fs.StringVar(&cfg.KeyFile, "prometheus-key-file", "", "client key for mTLS to Prometheus")
+	fs.BoolVar(&cfg.InsecureSkipVerify, "prometheus-insecure-skip-verify", false, "do not verify Prometheus' TLS certificate (testing only)")
+	fs.Var(headerMap(cfg.Headers), "prometheus-header", `extra header on every Prometheus request, "Name: value" (repeatable), e.g. "X-Scope-OrgID: team-a"`)
+	fs.DurationVar(&cfg.Timeout, "prometheus-timeout", timeout, "timeout of one Prometheus query")
+}
 
 // stringList is a flag that may be given several times.
 type stringList []string

@@ -41,6 +41,8 @@ commands:
   activator     run the HTTP proxy that balances, counts and holds requests
   rules check   check rule files and print every problem
   rules eval    evaluate one rule set once, against Prometheus or given values
+  rules backtest
+                replay rule sets over past data through a simulated KEDA and HPA
   version       print the version
 `
 
@@ -77,8 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runRulesCheck(args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "eval":
 			return runRulesEval(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "backtest":
+			return runRulesBacktest(ctx, args[2:], stdout, stderr)
 		}
-		return usageError("usage: nemesis rules check PATH… | nemesis rules eval --rules PATH --rule-set NAME …")
+		return usageError("usage: nemesis rules check PATH… | nemesis rules eval --rules PATH --rule-set NAME … | nemesis rules backtest --rules PATH --rule-set NAME …")
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nemesis", version)
 		return nil
