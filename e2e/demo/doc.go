@@ -27,6 +27,6 @@
 //
 // Every second it prints one row: clients, requests in flight and queued at
 // the activators, the scaler's decision, and the Deployment's replicas. At
-// the end it writes the chart (SVG) and a summary, and exits non-zero if a
-// request failed or a step did not happen.
+// the end it writes the chart (SVG, drawn by internal/chart) and a summary,
+// and exits non-zero if a request failed or a step did not happen.
 package main

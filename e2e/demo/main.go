@@ -18,8 +18,8 @@ import (
 
 	"github.com/k8s-nemesis/nemesis/e2e/cluster"
 	"github.com/k8s-nemesis/nemesis/e2e/load"
-	"github.com/k8s-nemesis/nemesis/e2e/plot"
 	"github.com/k8s-nemesis/nemesis/e2e/stack"
+	"github.com/k8s-nemesis/nemesis/internal/chart"
 )
 
 const namespace = "demo"
@@ -157,9 +157,9 @@ func run(ctx context.Context, w io.Writer, duration time.Duration, out string) e
 			}
 		}
 	}()
-	var markers []plot.Marker
+	var markers []chart.Marker
 	mark := func(label string) {
-		markers = append(markers, plot.Marker{T: time.Since(start), Label: label})
+		markers = append(markers, chart.Marker{T: time.Since(start), Label: label})
 		fmt.Fprintf(w, "── %s\n", label)
 	}
 	setClients := func(n int) { mu.Lock(); clients = n; mu.Unlock() }
@@ -247,7 +247,7 @@ func run(ctx context.Context, w io.Writer, duration time.Duration, out string) e
 	}
 
 	mu.Lock()
-	chart := chartOf(rows, markers)
+	drawn := chartOf(rows, markers)
 	mu.Unlock()
 	if abs, err := filepath.Abs(out); err == nil {
 		out = abs
@@ -256,7 +256,7 @@ func run(ctx context.Context, w io.Writer, duration time.Duration, out string) e
 	if err != nil {
 		return err
 	}
-	if err := chart.WriteSVG(f); err != nil {
+	if err := drawn.WriteSVG(f); err != nil {
 		f.Close()
 		return err
 	}
@@ -267,24 +267,24 @@ func run(ctx context.Context, w io.Writer, duration time.Duration, out string) e
 	return errors.Join(problems...)
 }
 
-func chartOf(rows []sample, markers []plot.Marker) *plot.Chart {
-	series := []plot.Series{
-		{Name: "clients", Unit: "requests", Axis: plot.Left},
-		{Name: "in flight at the activators", Unit: "requests", Axis: plot.Left},
-		{Name: "queued at the activators", Unit: "requests", Axis: plot.Left},
-		{Name: "scaler decision", Unit: "replicas", Axis: plot.Right, Step: true},
-		{Name: "ready replicas", Unit: "replicas", Axis: plot.Right, Step: true},
+func chartOf(rows []sample, markers []chart.Marker) *chart.Chart {
+	series := []chart.Series{
+		{Name: "clients", Unit: "requests", Axis: chart.Left},
+		{Name: "in flight at the activators", Unit: "requests", Axis: chart.Left},
+		{Name: "queued at the activators", Unit: "requests", Axis: chart.Left},
+		{Name: "scaler decision", Unit: "replicas", Axis: chart.Right, Step: true},
+		{Name: "ready replicas", Unit: "replicas", Axis: chart.Right, Step: true},
 	}
 	for _, r := range rows {
-		series[0].Points = append(series[0].Points, plot.Point{T: r.t, V: float64(r.clients)})
+		series[0].Points = append(series[0].Points, chart.Point{T: r.t, V: float64(r.clients)})
 		if r.haveProxied {
-			series[1].Points = append(series[1].Points, plot.Point{T: r.t, V: r.inflight})
-			series[2].Points = append(series[2].Points, plot.Point{T: r.t, V: r.queued})
+			series[1].Points = append(series[1].Points, chart.Point{T: r.t, V: r.inflight})
+			series[2].Points = append(series[2].Points, chart.Point{T: r.t, V: r.queued})
 		}
 		if r.haveDecision {
-			series[3].Points = append(series[3].Points, plot.Point{T: r.t, V: r.decision})
+			series[3].Points = append(series[3].Points, chart.Point{T: r.t, V: r.decision})
 		}
-		series[4].Points = append(series[4].Points, plot.Point{T: r.t, V: float64(r.ready)})
+		series[4].Points = append(series[4].Points, chart.Point{T: r.t, V: float64(r.ready)})
 	}
-	return &plot.Chart{Title: "Nemesis demo: scale from zero, scale out, scale to zero", Series: series, Markers: markers}
+	return &chart.Chart{Title: "Nemesis demo: scale from zero, scale out, scale to zero", Series: series, Markers: markers}
 }

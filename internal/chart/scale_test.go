@@ -1,4 +1,4 @@
-package plot
+package chart
 
 import (
 	"math"
@@ -65,30 +65,6 @@ func TestNiceScaleExtremes(t *testing.T) {
 				if math.IsInf(v, 0) || math.IsNaN(v) {
 					t.Errorf("tick %v is not finite", v)
 				}
-			}
-		})
-	}
-}
-
-func TestNum(t *testing.T) {
-	tests := map[string]struct {
-		f    float64
-		want string
-	}{
-		"whole":          {100, "100"},
-		"two decimals":   {1.234, "1.23"},
-		"trailing zero":  {1.5, "1.5"},
-		"negative zero":  {-0.001, "0"},
-		"negative":       {-2.5, "-2.5"},
-		"rounds up":      {0.999, "1"},
-		"zero":           {0, "0"},
-		"large":          {12345.678, "12345.68"},
-		"negative small": {-0.01, "-0.01"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			if got := num(tc.f); got != tc.want {
-				t.Errorf("num(%v) = %q, want %q", tc.f, got, tc.want)
 			}
 		})
 	}
