@@ -2,9 +2,12 @@ package hpasim
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -389,5 +392,29 @@ func TestStepBackwards(t *testing.T) {
 	back := s.Step(t0, ok(0, false))
 	if back.Replicas != 3 || back.Event != "" {
 		t.Fatalf("a step back changed the state: %+v", back)
+	}
+}
+
+// TestMilli checks the quantization against KEDA's own formatting
+// (fmt "%.3f", then Quantity.MilliValue), including the ties that the
+// fast path leaves to it.
+func TestMilli(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		want int64
+	}{
+		{0, 0}, {-3, 0}, {math.NaN(), 0}, {math.Inf(1), 0}, {1, 1000}, {10.5004, 10500},
+		{0.0005, 1}, {0.0015, 2}, {2.0005, 2001}, {1.2345, 1234}, {1.2355, 1236}, {1e-9, 0},
+		{123456.7891, 123456789},
+	} {
+		if got := milli(c.v); got != c.want {
+			t.Errorf("milli(%v) = %d, want %d", c.v, got, c.want)
+		}
+		if c.v > 0 && !math.IsInf(c.v, 0) {
+			q := resource.MustParse(fmt.Sprintf("%.3f", c.v))
+			if q.MilliValue() != c.want {
+				t.Errorf("KEDA's quantity for %v is %d milli, the table says %d", c.v, q.MilliValue(), c.want)
+			}
+		}
 	}
 }
