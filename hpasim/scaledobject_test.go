@@ -160,7 +160,11 @@ func TestParseScaledObjectDocuments(t *testing.T) {
 		"invalid YAML":      {"kind: ScaledObject\nspec: [\n", "so.yaml:2:1: invalid YAML"},
 		"no spec":           {"apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\n", "so.yaml:1:1: spec: missing"},
 		"spec not a map":    {"apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nspec: 3\n", "so.yaml:3:7: spec: must be a mapping"},
-		"wrong API group":   {"apiVersion: example.com/v1\nkind: ScaledObject\nspec: {}\n", "so.yaml:1:13: apiVersion: \"example.com/v1\" is not a keda.sh API version"},
+		"metricType Value": {
+			"apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nspec:\n  triggers:\n  - type: external\n    metricType: Value\n",
+			"so.yaml:6:17: spec.triggers[0].metricType: \"Value\" is not simulated",
+		},
+		"wrong API group": {"apiVersion: example.com/v1\nkind: ScaledObject\nspec: {}\n", "so.yaml:1:13: apiVersion: \"example.com/v1\" is not a keda.sh API version"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseScaledObject("so.yaml", []byte(c.data))
