@@ -21,7 +21,10 @@ func BenchmarkSim(b *testing.B) {
 	cfg.PodStartup = 30 * time.Second
 	b.ReportAllocs()
 	for b.Loop() {
-		s := New(cfg, t0, 0)
+		s, err := New(cfg, t0, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
 		var changes int
 		for i, in := range inputs {
 			if s.Step(t0.Add(time.Duration(i)*15*time.Second), in).Event != "" {

@@ -41,7 +41,10 @@ func FuzzParseScaledObject(f *testing.F) {
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("accepted an invalid config: %v", err)
 		}
-		s := New(cfg, t0, 1)
+		s, err := New(cfg, t0, 1)
+		if err != nil {
+			t.Fatalf("New refused what ParseScaledObject accepted: %v", err)
+		}
 		loads := []float64{0, 1e12, 3.5, -1, 1e300, 7}
 		for i := range 200 {
 			d := loads[i%len(loads)]

@@ -54,13 +54,19 @@ type Sim struct {
 }
 
 // New starts a simulation at start with the target at replicas, all of
-// them ready. cfg should be validated; New applies WithDefaults. When
+// them ready. It applies [Config.WithDefaults] and refuses a configuration
+// that [Config.Validate] rejects, or a negative replica count. When
 // replicas > 0 the ScaledObject is taken as last active at start, so the
 // first scale to zero waits a full cooldown, as it would for a target that
 // was busy until the window began.
-func New(cfg Config, start time.Time, replicas int32) *Sim {
+func New(cfg Config, start time.Time, replicas int32) (*Sim, error) {
 	cfg = cfg.WithDefaults()
-	replicas = max(replicas, 0)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("simulating KEDA and the HPA: %w", err)
+	}
+	if replicas < 0 {
+		return nil, fmt.Errorf("simulating KEDA and the HPA: initial replicas %d must not be negative", replicas)
+	}
 	s := &Sim{
 		cfg:      cfg,
 		keda:     newKEDA(cfg),
@@ -74,7 +80,7 @@ func New(cfg Config, start time.Time, replicas int32) *Sim {
 		s.pods = []podGroup{{created: start.Add(-cfg.PodStartup), n: replicas}}
 		s.keda.lastActive, s.keda.hasActive = start, true
 	}
-	return s
+	return s, nil
 }
 
 // Step advances the simulation to t. KEDA polls every PollingInterval and
@@ -120,7 +126,7 @@ func (s *Sim) scale(t time.Time, to int32, what string) {
 	if to > s.replicas {
 		s.pods = append(s.pods, podGroup{created: t, n: to - s.replicas})
 	}
-	for drop := s.replicas - to; drop > 0; {
+	for drop := s.replicas - to; drop > 0 && len(s.pods) > 0; {
 		g := &s.pods[len(s.pods)-1]
 		if g.n > drop {
 			g.n -= drop

@@ -51,7 +51,10 @@ func (c simCase) run(t *testing.T) {
 	for at := range c.want {
 		end = max(end, at)
 	}
-	s := New(cfg, t0, c.start)
+	s, err := New(cfg, t0, c.start)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var trace strings.Builder
 	seg := 0
 	for at := 0; at <= end; at += 15 {
@@ -356,7 +359,7 @@ func TestStepGranularity(t *testing.T) {
 		d := blocks[block%len(blocks)]
 		return ok(d, d > 0)
 	}
-	fine, coarse := New(cfg, t0, 0), New(cfg, t0, 0)
+	fine, coarse := mustNew(t, cfg, 0), mustNew(t, cfg, 0)
 	fine.Step(t0, answer(0))
 	coarse.Step(t0, answer(0))
 	changes := 0
@@ -384,7 +387,7 @@ func TestStepGranularity(t *testing.T) {
 // TestStepBackwards checks that a time earlier than the previous step runs
 // nothing and reports the current state.
 func TestStepBackwards(t *testing.T) {
-	s := New(DefaultConfig(), t0, 0)
+	s := mustNew(t, DefaultConfig(), 0)
 	st := s.Step(t0.Add(time.Minute), ok(3, true))
 	if st.Replicas != 3 {
 		t.Fatalf("after a minute active: %d replicas, want 3", st.Replicas)
@@ -416,5 +419,43 @@ func TestMilli(t *testing.T) {
 				t.Errorf("KEDA's quantity for %v is %d milli, the table says %d", c.v, q.MilliValue(), c.want)
 			}
 		}
+	}
+}
+
+func mustNew(t *testing.T, cfg Config, replicas int32) *Sim {
+	t.Helper()
+	s, err := New(cfg, t0, replicas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestNewRefuses checks that a configuration that could hang or break the
+// simulation is refused rather than run.
+func TestNewRefuses(t *testing.T) {
+	neg := int32(-1)
+	for name, mutate := range map[string]func(*Config){
+		"negative sync period":    func(c *Config) { c.SyncPeriod = -time.Second },
+		"negative polling":        func(c *Config) { c.PollingInterval = -time.Second },
+		"negative max":            func(c *Config) { c.MaxReplicas = -1 },
+		"min above max":           func(c *Config) { c.MinReplicas = 5; c.MaxReplicas = 2 },
+		"negative idle":           func(c *Config) { c.MinReplicas = 2; c.IdleReplicas = &neg },
+		"negative pod startup":    func(c *Config) { c.PodStartup = -time.Second },
+		"negative cooldown":       func(c *Config) { c.CooldownPeriod = -time.Second },
+		"sub-second polling":      func(c *Config) { c.PollingInterval = time.Millisecond },
+		"negative tolerance":      func(c *Config) { c.Tolerance = -0.1 },
+		"negative downscale flag": func(c *Config) { c.DownscaleStabilization = -time.Second },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			mutate(&cfg)
+			if _, err := New(cfg, t0, 1); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	if _, err := New(DefaultConfig(), t0, -1); err == nil {
+		t.Fatal("accepted -1 initial replicas")
 	}
 }
