@@ -353,6 +353,7 @@ func TestKEDA(t *testing.T) {
 // 15 s and one per 5 min give the same counts at the common times.
 func TestStepGranularity(t *testing.T) {
 	cfg := DefaultConfig()
+	cfg.PodStartup = 40 * time.Second
 	// A load that rises and falls in 5 min blocks, constant within each.
 	blocks := []float64{0, 3, 9, 30, 12, 4, 0, 0, 0, 7, 0}
 	answer := func(block int) Input {
