@@ -77,9 +77,11 @@
 //     sensitive to this: the controller counts an event only if it is
 //     strictly within the period, and a reconcile a few milliseconds early
 //     still sees the previous step's event.
-//   - external-push. With an external-push trigger a pushed IsActive true
-//     activates at once; the simulation activates only at polls, so it can
-//     be late by up to one pollingInterval. Scale-in follows polling in both.
+//   - external-push. With an external-push trigger (Config.Push, set by
+//     ParseScaledObject) a change of IsActive is acted on at the step that
+//     sees it, as KEDA acts on a pushed value at once; the real stream
+//     pushes within the scaler's push interval (1 s by default) of the
+//     change, which a step of more than that rounds to the step.
 //   - The answer between steps. Every poll and sync in (previous step, t]
 //     reads the answer given at t; the real scaler is asked at the instant of
 //     each poll and each sync (useCachedMetrics, which makes the HPA read the

@@ -174,3 +174,25 @@ func TestParseScaledObjectDocuments(t *testing.T) {
 		})
 	}
 }
+
+func TestParseScaledObjectPush(t *testing.T) {
+	for name, tc := range map[string]struct {
+		triggers string
+		want     bool
+	}{
+		"external-push": {"  - type: external-push\n    metadata: {scalerAddress: s:9090}\n", true},
+		"external":      {"  - type: external\n    metadata: {scalerAddress: s:9090}\n", false},
+		"two triggers":  {"  - type: external-push\n    metadata: {}\n  - type: cpu\n    metadata: {}\n", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: a}\nspec:\n  scaleTargetRef: {name: a}\n  triggers:\n" + tc.triggers
+			cfg, err := ParseScaledObject("so.yaml", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Push != tc.want {
+				t.Errorf("Push = %t, want %t", cfg.Push, tc.want)
+			}
+		})
+	}
+}

@@ -51,6 +51,9 @@ type Sim struct {
 	nextSync time.Time
 	last     time.Time
 	events   []string
+	// pushed and lastPush are the last activity pushed (Config.Push).
+	pushed   bool
+	lastPush bool
 }
 
 // New starts a simulation at start with the target at replicas, all of
@@ -114,6 +117,14 @@ func (s *Sim) Step(t time.Time, in Input) State {
 				s.scale(s.nextSync, to, what)
 			}
 			s.nextSync = s.nextSync.Add(s.cfg.SyncPeriod)
+		}
+		if s.cfg.Push && in.ActiveOK && (!s.pushed || in.Active != s.lastPush) {
+			// The stream sends a change when the scaler sees it, at t
+			// here, and KEDA's operator acts on it at once.
+			s.pushed, s.lastPush = true, in.Active
+			if to, changed, what := s.keda.poll(t, s.replicas, in); changed {
+				s.scale(t, to, what+" (push)")
+			}
 		}
 		s.last = t
 	}

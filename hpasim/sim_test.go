@@ -460,3 +460,37 @@ func TestNewRefuses(t *testing.T) {
 		t.Fatal("accepted -1 initial replicas")
 	}
 }
+
+// TestPushActivatesAtOnce: with an external-push trigger the operator acts
+// on the stream's true as it arrives (KEDA's startPushScalers calls
+// RequestScale), not at the next poll; without push it waits for the poll.
+func TestPushActivatesAtOnce(t *testing.T) {
+	start := time.Unix(0, 0)
+	for name, tc := range map[string]struct {
+		push bool
+		want int32 // replicas at 12 s, the step the load arrives
+	}{
+		"push":      {true, 1},
+		"poll only": {false, 0}, // polls at 0, 30 s
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Push = tc.push
+			s, err := New(cfg, start, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idle := Input{DesiredOK: true, ActiveOK: true}
+			busy := Input{Desired: 1, DesiredOK: true, Active: true, ActiveOK: true}
+			for sec := 0; sec < 12; sec++ {
+				s.Step(start.Add(time.Duration(sec)*time.Second), idle)
+			}
+			if got := s.Step(start.Add(12*time.Second), busy).Replicas; got != tc.want {
+				t.Errorf("replicas at 12 s = %d, want %d", got, tc.want)
+			}
+			if got := s.Step(start.Add(30*time.Second), busy).Replicas; got != 1 {
+				t.Errorf("replicas at the 30 s poll = %d, want 1", got)
+			}
+		})
+	}
+}
