@@ -461,7 +461,7 @@ func (p *loader) test(f *File, i int, n *yaml.Node) *Test {
 			}
 			if lastNode != nil && rt.EvalTime < last {
 				p.errorf(rt.evalNode, pre+fmt.Sprintf("rule_set_tests[%d].eval_time", j), "%s", fmt.Sprintf("%s is before the eval_time %s of line %d: rule_set_tests run in the order written, and time does not go back",
-						model.Duration(rt.EvalTime), model.Duration(last), lastNode.Line))
+					model.Duration(rt.EvalTime), model.Duration(last), lastNode.Line))
 			}
 			last, lastNode = rt.EvalTime, s
 			t.RuleSetTests = append(t.RuleSetTests, rt)
