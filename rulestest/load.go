@@ -572,7 +572,12 @@ func (p *loader) builtin(t *Test, kv keyValue, field string) {
 	// an eval_time is read by PromQL as any series' (lookback, staleness).
 	_, samples, err := memprom.ParseSeries(kv.key, values, memprom.Epoch(), t.Interval)
 	if err != nil {
-		p.notation(err, map[string]*yaml.Node{"values": kv.v}, kv.v, field)
+		var ne *memprom.NotationError
+		if errors.As(err, &ne) && ne.Field == "values" {
+			p.errorAt(kv.v, ne.Offset, field, ne.Err.Error())
+		} else {
+			p.errorf(kv.v, field, "%v", err)
+		}
 		return
 	}
 	if err := t.builtins.Add(labels.FromStrings(labels.MetricName, kv.key), samples); err != nil {
