@@ -73,9 +73,9 @@ func runRulesTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		switch {
 		case nFailed > 0:
 			failed = true
-			fmt.Fprintf(stdout, "FAIL %s: %d of %d tests failed\n", path, nFailed, len(results))
+			fmt.Fprintf(stdout, "FAIL %s: %d of %s failed\n", path, nFailed, tests(len(results)))
 		default:
-			fmt.Fprintf(stdout, "ok   %s: %d tests passed\n", path, len(results))
+			fmt.Fprintf(stdout, "ok   %s: %s passed\n", path, tests(len(results)))
 		}
 	}
 	if ran == 0 && !invalid && match != nil {
@@ -88,4 +88,11 @@ func runRulesTest(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return &exitError{code: 1}
 	}
 	return nil
+}
+
+func tests(n int) string {
+	if n == 1 {
+		return "1 test"
+	}
+	return fmt.Sprintf("%d tests", n)
 }
