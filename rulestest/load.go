@@ -60,6 +60,7 @@ type Test struct {
 	RuleSetTests []*RuleSetTest
 	ExprTests    []*ExprTest
 
+	index int // in the file, from 0
 	// series holds the input series and builtins the built-ins (one
 	// series named after each), both loaded from the epoch at Interval.
 	series, builtins *memprom.Storage
@@ -406,7 +407,7 @@ func (p *loader) ruleFiles(f *File, n *yaml.Node) {
 // test reads one test; it returns nil when the test is unusable.
 func (p *loader) test(f *File, i int, n *yaml.Node) *Test {
 	errsBefore := len(p.errs)
-	t := &Test{Line: n.Line, Column: n.Column, Interval: f.EvaluationInterval}
+	t := &Test{Line: n.Line, Column: n.Column, Interval: f.EvaluationInterval, index: i}
 	field := fmt.Sprintf("tests[%d]", i)
 	pre := field + "."
 	entries := p.fields(n, field, "name", "interval", "input_series", "scaled_object", "builtins", "rule_set_tests", "promql_expr_test")
@@ -580,7 +581,7 @@ func (p *loader) builtin(t *Test, kv keyValue, field string) {
 		}
 		return
 	}
-	if err := t.builtins.Add(labels.FromStrings(labels.MetricName, kv.key), samples); err != nil {
+	if err := t.builtins.Add(labels.FromStrings(model.MetricNameLabel, kv.key), samples); err != nil {
 		p.errorf(kv.v, field, "%v", err)
 		return
 	}
@@ -790,4 +791,12 @@ func parseFloat(n *yaml.Node, s string) (float64, error) {
 		}
 	}
 	return strconv.ParseFloat(s, 64)
+}
+
+// label names the test in a failure: its name, or its place in the file.
+func (t *Test) label() string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return fmt.Sprintf("#%d", t.index+1)
 }

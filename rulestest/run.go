@@ -28,6 +28,7 @@ type Result struct {
 // Failure is one expectation that did not hold.
 type Failure struct {
 	File string
+	// Test is the test's name, or "#N" (from 1) for a test without one.
 	Test string
 	// EvalTime counts from the Unix epoch, where the series start.
 	EvalTime time.Duration
@@ -39,6 +40,8 @@ type Failure struct {
 	// Details are the values that led to Got: every rendered query's value
 	// at EvalTime, and the built-ins'.
 	Details []string
+
+	unnamed bool
 }
 
 // String renders the failure for people: where, expected against got, and
@@ -49,7 +52,11 @@ func (f *Failure) String() string {
 	if f.RuleSet == "" {
 		what = fmt.Sprintf("expr %q", f.Expr)
 	}
-	fmt.Fprintf(&b, "%s:%d: test %q: eval_time %s, %s:\n", f.File, f.Line, f.Test, model.Duration(f.EvalTime), what)
+	test := fmt.Sprintf("%q", f.Test)
+	if f.unnamed {
+		test = f.Test
+	}
+	fmt.Fprintf(&b, "%s:%d: test %s: eval_time %s, %s:\n", f.File, f.Line, test, model.Duration(f.EvalTime), what)
 	fmt.Fprintf(&b, "    expected: %s\n", f.Expected)
 	fmt.Fprintf(&b, "    got:      %s\n", f.Got)
 	for _, d := range f.Details {
@@ -201,7 +208,7 @@ func (r *runner) ruleSetTest(ctx context.Context, rt *RuleSetTest, last *rules.L
 		details = append(details, fmt.Sprintf("evaluation error (%s): %v", rules.Reason(out.EvalErr), out.EvalErr))
 	}
 	return &Failure{
-		File: r.file.Path, Test: r.test.Name, EvalTime: rt.EvalTime, RuleSet: rt.RuleSet, Line: rt.Line,
+		File: r.file.Path, Test: r.test.label(), unnamed: r.test.Name == "", EvalTime: rt.EvalTime, RuleSet: rt.RuleSet, Line: rt.Line,
 		Expected: strings.Join(expected, ", "), Got: strings.Join(got, ", "), Details: details,
 	}
 }
@@ -260,7 +267,7 @@ func decisionText(o rules.Outcome, active bool) string {
 
 // exprTest runs one promql_expr_test and compares as promtool does.
 func (r *runner) exprTest(ctx context.Context, et *ExprTest) *Failure {
-	fl := &Failure{File: r.file.Path, Test: r.test.Name, EvalTime: et.EvalTime, Expr: et.Expr, Line: et.Line,
+	fl := &Failure{File: r.file.Path, Test: r.test.label(), unnamed: r.test.Name == "", EvalTime: et.EvalTime, Expr: et.Expr, Line: et.Line,
 		Expected: memprom.FormatSamples(et.ExpSamples)}
 	res, err := r.series.Query(ctx, et.Expr, memprom.Epoch().Add(et.EvalTime))
 	if err != nil {

@@ -232,6 +232,12 @@ tests:
       - {eval_time: 0s, rule_set: fail, exp_error: no_data, exp_active: true}
       - {eval_time: 0s, rule_set: fail, exp_error: no_data, exp_active: false}
 `, want: []string{"expected: error no_data, active false\n    got:      error no_data: query \"v\" returned no series"}},
+		"a test without a name is shown by its place": {body: `
+tests:
+  - name: named
+    rule_set_tests: [{eval_time: 0s, rule_set: fixed, exp_replicas: 2}]
+  - rule_set_tests: [{eval_time: 0s, rule_set: fixed, exp_replicas: 3}]
+`, want: []string{"testdata/inline-test.yaml:6: test #2: eval_time 0s, rule set fixed:"}},
 		"a failure shows every query and built-in": {body: `
 tests:
   - name: shown
