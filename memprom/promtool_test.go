@@ -97,6 +97,13 @@ var agreeing = map[string]comparison{
 	"delta":                     {`delta(queue_depth[4m])`, offPoints},
 	"arithmetic and comparison": {`queue_depth > 3`, offPoints},
 	"topk":                      {`topk(1, http_requests_total)`, offPoints},
+	"sum_over_time":             {`sum_over_time(temperature[7m])`, offPoints},
+	"last_over_time":            {`last_over_time(queue_depth[10m])`, offPoints},
+	"predict_linear":            {`predict_linear(temperature[5m], 600)`, offPoints},
+	"quantile of gauges":        {`quantile(0.3, temperature / 3 or queue_depth / 7)`, offPoints},
+	"label_replace":             {`label_replace(queue_depth, "m", "$1", "model", "(l.*)")`, offPoints},
+	"regex on the name":         {`{__name__=~"queue.*", model!="qwen"}`, offPoints},
+	"sum of integers":           {`sum(http_requests_total)`, offPoints},
 }
 
 // differing are the documented differences (doc.go): each makes
@@ -116,6 +123,10 @@ var differing = map[string]comparison{
 	// 3.5); 2.42 kept an incremental mean. Three samples of decimals part
 	// in the last bit: 20.8 here, 20.799999999999997 in 2.42.
 	"avg_over_time, last bits": {`avg_over_time(temperature[5m])`, []time.Duration{1050 * time.Second}},
+	// The aggregations too: sum (Kahan summation since 2.54) and avg (2.55,
+	// one division since 3.5).
+	"sum, last bits": {`sum(temperature / 3 or queue_depth / 7 or rate(http_requests_total[3m]))`, []time.Duration{510 * time.Second}},
+	"avg, last bits": {`avg(temperature / 3 or queue_depth / 7)`, []time.Duration{90 * time.Second}},
 	// The same for integers: (12 + 20 + 20) / 3.
 	"avg_over_time of integers, last bits": {`avg_over_time(queue_depth{model="llama"}[3m])`, []time.Duration{330 * time.Second}},
 }
