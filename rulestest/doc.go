@@ -29,7 +29,8 @@
 // Prometheus computes: lookback 5m, staleness markers, `_` gaps, time().
 // Where Prometheus 3 changed the semantics since promtool 2.42 (range
 // selectors and the lookback are left-open since 3.0), an eval_time on a
-// sample's timestamp can give another answer than Debian's promtool.
+// sample's timestamp can give another answer than Debian's promtool; the
+// memprom package documents every difference.
 //
 // A rule_set_tests entry goes through the scaler's own steps, not a copy
 // of them: the rule set's queries rendered for scaled_object
