@@ -131,6 +131,9 @@ func Parse(path string, data []byte) (*File, error) {
 type loader struct {
 	file string
 	errs []*rules.Error
+	// badRules is set when a rule file failed to load: a rule set missing
+	// then is most likely in it, and is not reported again.
+	badRules bool
 }
 
 func (p *loader) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -387,6 +390,7 @@ func (p *loader) ruleFiles(f *File, n *yaml.Node) {
 			sets, err := rules.Parse(m, data)
 			if err != nil {
 				p.errs = append(p.errs, rules.Errors(err)...)
+				p.badRules = true
 				continue
 			}
 			for _, rs := range sets {
@@ -651,6 +655,8 @@ func (p *loader) ruleSetTest(f *File, t *Test, n *yaml.Node, field string) *Rule
 	if setNode != nil && rt.RuleSet != "" {
 		rs, ok := f.sets[rt.RuleSet]
 		switch {
+		case !ok && p.badRules:
+			// Reported with the rule file's own problems.
 		case !ok && len(f.sets) == 0:
 			p.errorf(setNode, join(field, "rule_set"), "no rule set named %q: the test file loads no rule files (rule_files)", rt.RuleSet)
 		case !ok:
