@@ -418,7 +418,9 @@ func Run(ctx context.Context, src Source, opts Options) (*Result, error) {
 	}
 	res.Initial = initial
 	for _, run := range runs {
-		run.sim = hpasim.New(opts.Sim, start, initial)
+		if run.sim, err = hpasim.New(opts.Sim, start, initial); err != nil {
+			return nil, &InputError{Err: fmt.Errorf("scaled object: %w", err)}
+		}
 		run.state = hpasim.State{Replicas: initial, Ready: initial}
 	}
 

@@ -145,7 +145,12 @@ func TestRunDecisions(t *testing.T) {
 		{-1, -1, false, false, "no_data", -1, false, false},
 		{-1, -1, false, false, "no_data", -1, false, false},
 	}
-	sims := []*hpasim.Sim{hpasim.New(opts.Sim, opts.Start, 0), hpasim.New(opts.Sim, opts.Start, 0)}
+	sims := make([]*hpasim.Sim, 2)
+	for k := range sims {
+		if sims[k], err = hpasim.New(opts.Sim, opts.Start, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, w := range wants {
 		st := res.Steps[i]
 		if !st.Time.Equal(at(15 * i)) {

@@ -48,6 +48,9 @@ func (c *Catalog) Names() []string {
 // ruleFiles expands paths: a file stands for itself, a directory for the
 // *.yaml and *.yml files directly in it (hidden entries, such as the ..data
 // link of a mounted ConfigMap, are skipped; links to files are followed).
+// A rules test file in a directory (rules.IsTestFile) is skipped too, so
+// that the tests of a rule set can ship beside it, in the same ConfigMap;
+// a file named on its own is always read as rules.
 func ruleFiles(paths []string) ([]string, error) {
 	var files []string
 	for _, p := range paths {
@@ -73,10 +76,14 @@ func ruleFiles(paths []string) ([]string, error) {
 			if st, err := os.Stat(full); err != nil || st.IsDir() {
 				continue
 			}
+			// A file that cannot be read is kept: LoadCatalog reports it.
+			if data, err := os.ReadFile(full); err == nil && rules.IsTestFile(data) {
+				continue
+			}
 			inDir = append(inDir, full)
 		}
 		if len(inDir) == 0 {
-			return nil, fmt.Errorf("reading rules: directory %s holds no *.yaml files", p)
+			return nil, fmt.Errorf("reading rules: directory %s holds no *.yaml rule files", p)
 		}
 		files = append(files, inDir...)
 	}

@@ -65,6 +65,10 @@ type Config struct {
 	DownscaleStabilization time.Duration
 	// PodStartup is how long a created pod takes to become ready.
 	PodStartup time.Duration
+	// Push says the trigger is external-push: the scaler pushes each
+	// change of IsActive down a stream, and the operator acts on it at
+	// once (RequestScale, as at a poll) instead of at the next poll.
+	Push bool
 }
 
 // DefaultConfig returns the configuration of a ScaledObject that sets none of

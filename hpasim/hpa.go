@@ -171,6 +171,13 @@ func milli(v float64) int64 {
 	if v >= math.MaxInt64/1000 {
 		return math.MaxInt64
 	}
+	// Away from a tie between two milli-units, rounding the product gives
+	// what the decimal formatting gives, without its allocations.
+	if x := v * 1000; x < 1<<52 {
+		if frac := x - math.Floor(x); math.Abs(frac-0.5) > 1e-6 {
+			return int64(math.Round(x))
+		}
+	}
 	s := strconv.FormatFloat(v, 'f', 3, 64)
 	n, err := strconv.ParseInt(strings.Replace(s, ".", "", 1), 10, 64)
 	if err != nil {

@@ -37,6 +37,8 @@ func (e *Error) Error() string {
 type soParser struct {
 	file string
 	errs []error
+	// push: the one trigger is external-push.
+	push bool
 }
 
 func (p *soParser) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -99,6 +101,7 @@ func ParseScaledObject(file string, data []byte) (Config, error) {
 		return Config{}, errors.Join(p.errs...)
 	}
 	p.spec(spec, &cfg)
+	cfg.Push = p.push
 	if len(p.errs) > 0 {
 		return Config{}, errors.Join(p.errs...)
 	}
@@ -146,11 +149,33 @@ func (p *soParser) spec(spec *yaml.Node, cfg *Config) {
 			}
 		case "advanced":
 			p.advanced(v, cfg)
-		case "scaleTargetRef", "triggers", "fallback":
-			// Not simulated: the trigger is the rule set, and a fallback
-			// is documented as not modelled.
+		case "triggers":
+			p.triggers(v)
+		case "scaleTargetRef", "fallback":
+			// Not simulated: a fallback is documented as not modelled.
 		default:
 			p.errorf(k, field, "unknown field")
+		}
+	}
+}
+
+// triggers checks the one thing of the triggers the simulation depends
+// on: with metricType Value the HPA would divide by the ready pods instead
+// of using the value as the desired count (GetExternalMetricReplicas), a
+// path the simulation does not model.
+func (p *soParser) triggers(n *yaml.Node) {
+	if n.Kind != yaml.SequenceNode {
+		return
+	}
+	for i, tr := range n.Content {
+		if tr.Kind != yaml.MappingNode {
+			continue
+		}
+		if ty := lookup(tr, "type"); ty != nil && ty.Value == "external-push" && len(n.Content) == 1 {
+			p.push = true
+		}
+		if mt := lookup(tr, "metricType"); mt != nil && mt.Value != string(autoscalingv2.AverageValueMetricType) {
+			p.errorf(mt, fmt.Sprintf("spec.triggers[%d].metricType", i), "%q is not simulated: only AverageValue (the default) is", mt.Value)
 		}
 	}
 }

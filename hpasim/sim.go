@@ -51,16 +51,25 @@ type Sim struct {
 	nextSync time.Time
 	last     time.Time
 	events   []string
+	// pushed and lastPush are the last activity pushed (Config.Push).
+	pushed   bool
+	lastPush bool
 }
 
 // New starts a simulation at start with the target at replicas, all of
-// them ready. cfg should be validated; New applies WithDefaults. When
+// them ready. It applies [Config.WithDefaults] and refuses a configuration
+// that [Config.Validate] rejects, or a negative replica count. When
 // replicas > 0 the ScaledObject is taken as last active at start, so the
 // first scale to zero waits a full cooldown, as it would for a target that
 // was busy until the window began.
-func New(cfg Config, start time.Time, replicas int32) *Sim {
+func New(cfg Config, start time.Time, replicas int32) (*Sim, error) {
 	cfg = cfg.WithDefaults()
-	replicas = max(replicas, 0)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("simulating KEDA and the HPA: %w", err)
+	}
+	if replicas < 0 {
+		return nil, fmt.Errorf("simulating KEDA and the HPA: initial replicas %d must not be negative", replicas)
+	}
 	s := &Sim{
 		cfg:      cfg,
 		keda:     newKEDA(cfg),
@@ -74,7 +83,7 @@ func New(cfg Config, start time.Time, replicas int32) *Sim {
 		s.pods = []podGroup{{created: start.Add(-cfg.PodStartup), n: replicas}}
 		s.keda.lastActive, s.keda.hasActive = start, true
 	}
-	return s
+	return s, nil
 }
 
 // Step advances the simulation to t. KEDA polls every PollingInterval and
@@ -109,6 +118,14 @@ func (s *Sim) Step(t time.Time, in Input) State {
 			}
 			s.nextSync = s.nextSync.Add(s.cfg.SyncPeriod)
 		}
+		if s.cfg.Push && in.ActiveOK && (!s.pushed || in.Active != s.lastPush) {
+			// The stream sends a change when the scaler sees it, at t
+			// here, and KEDA's operator acts on it at once.
+			s.pushed, s.lastPush = true, in.Active
+			if to, changed, what := s.keda.poll(t, s.replicas, in); changed {
+				s.scale(t, to, what+" (push)")
+			}
+		}
 		s.last = t
 	}
 	return State{Replicas: s.replicas, Ready: s.ready(t), Event: strings.Join(s.events, "; ")}
@@ -120,7 +137,7 @@ func (s *Sim) scale(t time.Time, to int32, what string) {
 	if to > s.replicas {
 		s.pods = append(s.pods, podGroup{created: t, n: to - s.replicas})
 	}
-	for drop := s.replicas - to; drop > 0; {
+	for drop := s.replicas - to; drop > 0 && len(s.pods) > 0; {
 		g := &s.pods[len(s.pods)-1]
 		if g.n > drop {
 			g.n -= drop

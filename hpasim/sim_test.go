@@ -2,9 +2,12 @@ package hpasim
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -48,7 +51,10 @@ func (c simCase) run(t *testing.T) {
 	for at := range c.want {
 		end = max(end, at)
 	}
-	s := New(cfg, t0, c.start)
+	s, err := New(cfg, t0, c.start)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var trace strings.Builder
 	seg := 0
 	for at := 0; at <= end; at += 15 {
@@ -347,13 +353,14 @@ func TestKEDA(t *testing.T) {
 // 15 s and one per 5 min give the same counts at the common times.
 func TestStepGranularity(t *testing.T) {
 	cfg := DefaultConfig()
+	cfg.PodStartup = 40 * time.Second
 	// A load that rises and falls in 5 min blocks, constant within each.
 	blocks := []float64{0, 3, 9, 30, 12, 4, 0, 0, 0, 7, 0}
 	answer := func(block int) Input {
 		d := blocks[block%len(blocks)]
 		return ok(d, d > 0)
 	}
-	fine, coarse := New(cfg, t0, 0), New(cfg, t0, 0)
+	fine, coarse := mustNew(t, cfg, 0), mustNew(t, cfg, 0)
 	fine.Step(t0, answer(0))
 	coarse.Step(t0, answer(0))
 	changes := 0
@@ -381,7 +388,7 @@ func TestStepGranularity(t *testing.T) {
 // TestStepBackwards checks that a time earlier than the previous step runs
 // nothing and reports the current state.
 func TestStepBackwards(t *testing.T) {
-	s := New(DefaultConfig(), t0, 0)
+	s := mustNew(t, DefaultConfig(), 0)
 	st := s.Step(t0.Add(time.Minute), ok(3, true))
 	if st.Replicas != 3 {
 		t.Fatalf("after a minute active: %d replicas, want 3", st.Replicas)
@@ -389,5 +396,101 @@ func TestStepBackwards(t *testing.T) {
 	back := s.Step(t0, ok(0, false))
 	if back.Replicas != 3 || back.Event != "" {
 		t.Fatalf("a step back changed the state: %+v", back)
+	}
+}
+
+// TestMilli checks the quantization against KEDA's own formatting
+// (fmt "%.3f", then Quantity.MilliValue), including the ties that the
+// fast path leaves to it.
+func TestMilli(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		want int64
+	}{
+		{0, 0}, {-3, 0}, {math.NaN(), 0}, {math.Inf(1), 0}, {1, 1000}, {10.5004, 10500},
+		{0.0005, 1}, {0.0015, 2}, {2.0005, 2001}, {1.2345, 1234}, {1.2355, 1236}, {1e-9, 0},
+		{123456.7891, 123456789},
+	} {
+		if got := milli(c.v); got != c.want {
+			t.Errorf("milli(%v) = %d, want %d", c.v, got, c.want)
+		}
+		if c.v > 0 && !math.IsInf(c.v, 0) {
+			q := resource.MustParse(fmt.Sprintf("%.3f", c.v))
+			if q.MilliValue() != c.want {
+				t.Errorf("KEDA's quantity for %v is %d milli, the table says %d", c.v, q.MilliValue(), c.want)
+			}
+		}
+	}
+}
+
+func mustNew(t *testing.T, cfg Config, replicas int32) *Sim {
+	t.Helper()
+	s, err := New(cfg, t0, replicas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestNewRefuses checks that a configuration that could hang or break the
+// simulation is refused rather than run.
+func TestNewRefuses(t *testing.T) {
+	neg := int32(-1)
+	for name, mutate := range map[string]func(*Config){
+		"negative sync period":    func(c *Config) { c.SyncPeriod = -time.Second },
+		"negative polling":        func(c *Config) { c.PollingInterval = -time.Second },
+		"negative max":            func(c *Config) { c.MaxReplicas = -1 },
+		"min above max":           func(c *Config) { c.MinReplicas = 5; c.MaxReplicas = 2 },
+		"negative idle":           func(c *Config) { c.MinReplicas = 2; c.IdleReplicas = &neg },
+		"negative pod startup":    func(c *Config) { c.PodStartup = -time.Second },
+		"negative cooldown":       func(c *Config) { c.CooldownPeriod = -time.Second },
+		"sub-second polling":      func(c *Config) { c.PollingInterval = time.Millisecond },
+		"negative tolerance":      func(c *Config) { c.Tolerance = -0.1 },
+		"negative downscale flag": func(c *Config) { c.DownscaleStabilization = -time.Second },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			mutate(&cfg)
+			if _, err := New(cfg, t0, 1); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	if _, err := New(DefaultConfig(), t0, -1); err == nil {
+		t.Fatal("accepted -1 initial replicas")
+	}
+}
+
+// TestPushActivatesAtOnce: with an external-push trigger the operator acts
+// on the stream's true as it arrives (KEDA's startPushScalers calls
+// RequestScale), not at the next poll; without push it waits for the poll.
+func TestPushActivatesAtOnce(t *testing.T) {
+	start := time.Unix(0, 0)
+	for name, tc := range map[string]struct {
+		push bool
+		want int32 // replicas at 12 s, the step the load arrives
+	}{
+		"push":      {true, 1},
+		"poll only": {false, 0}, // polls at 0, 30 s
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Push = tc.push
+			s, err := New(cfg, start, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idle := Input{DesiredOK: true, ActiveOK: true}
+			busy := Input{Desired: 1, DesiredOK: true, Active: true, ActiveOK: true}
+			for sec := 0; sec < 12; sec++ {
+				s.Step(start.Add(time.Duration(sec)*time.Second), idle)
+			}
+			if got := s.Step(start.Add(12*time.Second), busy).Replicas; got != tc.want {
+				t.Errorf("replicas at 12 s = %d, want %d", got, tc.want)
+			}
+			if got := s.Step(start.Add(30*time.Second), busy).Replicas; got != 1 {
+				t.Errorf("replicas at the 30 s poll = %d, want 1", got)
+			}
+		})
 	}
 }

@@ -123,7 +123,8 @@ var differing = map[string]comparison{
 	// 3.5); 2.42 kept an incremental mean. Three samples of decimals part
 	// in the last bit: 20.8 here, 20.799999999999997 in 2.42.
 	"avg_over_time, last bits": {`avg_over_time(temperature[5m])`, []time.Duration{1050 * time.Second}},
-	// The aggregations too: sum (Kahan summation since 3.?) and avg.
+	// The aggregations too: sum (Kahan summation since 2.54) and avg (2.55,
+	// one division since 3.5).
 	"sum, last bits": {`sum(temperature / 3 or queue_depth / 7 or rate(http_requests_total[3m]))`, []time.Duration{510 * time.Second}},
 	"avg, last bits": {`avg(temperature / 3 or queue_depth / 7)`, []time.Duration{90 * time.Second}},
 	// The same for integers: (12 + 20 + 20) / 3.

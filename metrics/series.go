@@ -2,15 +2,17 @@ package metrics
 
 import "time"
 
-// Point is one sample of a range query's series.
+// Point is one value of a series at one instant, as a range query returns
+// it. It is the shape shared by a real Prometheus' query_range answer and
+// the in-memory engine of package memprom, so that a backtest reads both
+// the same way.
 type Point struct {
 	T time.Time
 	V float64
 }
 
-// Series is one series of a range query: its labels and its samples in time
-// order. A range query from Prometheus and one run offline over a file of
-// series (package memprom) both answer with these.
+// Series is one series of a range query's answer: its labels and its
+// points in time order.
 type Series struct {
 	Labels map[string]string
 	Points []Point

@@ -41,6 +41,7 @@ commands:
   activator     run the HTTP proxy that balances, counts and holds requests
   rules check   check rule files and print every problem
   rules eval    evaluate one rule set once, against Prometheus or given values
+  rules test    run rules test files: rule sets against given series, as promtool test rules
   rules backtest
                 replay rule sets over past data through a simulated KEDA and HPA
   version       print the version
@@ -79,10 +80,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runRulesCheck(args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "eval":
 			return runRulesEval(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "test":
+			return runRulesTest(ctx, args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "backtest":
 			return runRulesBacktest(ctx, args[2:], stdout, stderr)
 		}
-		return usageError("usage: nemesis rules check PATH… | nemesis rules eval --rules PATH --rule-set NAME … | nemesis rules backtest --rules PATH --rule-set NAME …")
+		return usageError("usage: nemesis rules check PATH… | nemesis rules eval --rules PATH --rule-set NAME … | nemesis rules test [--run REGEX] FILE… | nemesis rules backtest --rules PATH --rule-set NAME …")
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nemesis", version)
 		return nil

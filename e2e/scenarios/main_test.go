@@ -159,18 +159,7 @@ const extraRuleSets = `
 // waits until KEDA has taken charge of it.
 func app(t *testing.T, namespace, ruleSet string, cooldown int) {
 	t.Helper()
-	err := stack.InstallApp(env.ctx, env.c.Client, env.applier, stack.App{
-		Namespace:       namespace,
-		Image:           cluster.SampleAppImage,
-		Latency:         200 * time.Millisecond,
-		Concurrency:     4,
-		StartupDelay:    time.Second,
-		MaxReplicas:     4,
-		PollingInterval: 2,
-		CooldownPeriod:  cooldown,
-		ScalerAddress:   env.scaler,
-		RuleSet:         ruleSet,
-	})
+	err := stack.InstallApp(env.ctx, env.c.Client, env.applier, appSettings(namespace, ruleSet, cooldown))
 	if err != nil {
 		t.Fatalf("install app: %v", err)
 	}
@@ -187,6 +176,22 @@ func app(t *testing.T, namespace, ruleSet string, cooldown int) {
 	}
 	if err := stack.WaitScaling(env.ctx, env.c.Client, "http://"+addr+"/metrics", namespace); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// appSettings are the sample app's settings in the scenarios.
+func appSettings(namespace, ruleSet string, cooldown int) stack.App {
+	return stack.App{
+		Namespace:       namespace,
+		Image:           cluster.SampleAppImage,
+		Latency:         200 * time.Millisecond,
+		Concurrency:     4,
+		StartupDelay:    time.Second,
+		MaxReplicas:     4,
+		PollingInterval: 2,
+		CooldownPeriod:  cooldown,
+		ScalerAddress:   env.scaler,
+		RuleSet:         ruleSet,
 	}
 }
 
@@ -273,11 +278,34 @@ func scalerLogLine(t *testing.T, s string) string {
 }
 
 // timeline records when the sample app's replica counts change, for the
-// reports.
+// reports and to compare with a backtest.
 type timeline struct {
 	mu     sync.Mutex
 	start  time.Time
 	events []string
+	// specs are the changes of spec.replicas, when this process saw them.
+	specs []specChange
+}
+
+type specChange struct {
+	at   time.Time
+	spec int32
+}
+
+// specAt returns spec.replicas as last seen at or before t, and false
+// before the first observation.
+func (tl *timeline) specAt(t time.Time) (int32, bool) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	var spec int32
+	ok := false
+	for _, c := range tl.specs {
+		if c.at.After(t) {
+			break
+		}
+		spec, ok = c.spec, true
+	}
+	return spec, ok
 }
 
 func watchDeployment(t *testing.T, namespace string) *timeline {
@@ -289,6 +317,11 @@ func watchDeployment(t *testing.T, namespace string) *timeline {
 		for ctx.Err() == nil {
 			d, err := env.c.Client.AppsV1().Deployments(namespace).Get(ctx, "sample", metav1.GetOptions{})
 			if err == nil {
+				tl.mu.Lock()
+				if n := len(tl.specs); n == 0 || tl.specs[n-1].spec != *d.Spec.Replicas {
+					tl.specs = append(tl.specs, specChange{at: time.Now(), spec: *d.Spec.Replicas})
+				}
+				tl.mu.Unlock()
 				s := fmt.Sprintf("spec=%d ready=%d", *d.Spec.Replicas, d.Status.ReadyReplicas)
 				if s != last {
 					tl.mu.Lock()

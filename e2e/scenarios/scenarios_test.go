@@ -120,28 +120,31 @@ func TestScaleFromZero(t *testing.T) {
 		st.FirstResponse.Sub(start).Round(time.Millisecond), took.Round(time.Millisecond), st.P50.Round(time.Millisecond), st.P99.Round(time.Millisecond))
 }
 
-// Scenario 2: rising load lifts the rule's replicas; KEDA, the HPA and the
-// Deployment follow.
+// Scenario 2: rising load lifts the rule's replicas one at a time; KEDA,
+// the HPA and the Deployment follow. Then `nemesis rules backtest` replays
+// the scenario from Prometheus, and its simulation of KEDA and the HPA must
+// agree with what they really did.
 func TestScaleOut(t *testing.T) {
 	ns := nsScaleOut
-	app(t, ns, "sample", 30)
+	const cooldown = 30
+	app(t, ns, "sample", cooldown)
 	tl := watchDeployment(t, ns)
 	g := generator(ns)
 	ctx, stop := context.WithCancel(env.ctx)
 	defer stop()
 	var wg sync.WaitGroup
 	var steps []string
-	for _, step := range []struct {
-		workers int
-		want    int32
-	}{{4, 1}, {4, 2}, {8, 4}} { // cumulative workers: 4, 8, 16
+	for _, want := range []int32{1, 2, 3, 4} { // 4 more workers each: 4, 8, 12, 16
 		wg.Add(1)
-		go func(n int) { defer wg.Done(); g.Workers(ctx, n) }(step.workers)
-		took := waitUntil(t, 2*time.Minute, fmt.Sprintf("%d ready replicas", step.want), replicasAre(t, ns, step.want))
-		steps = append(steps, fmt.Sprintf("load %d → %d ready in %v", g.InFlight(), step.want, took.Round(100*time.Millisecond)))
-		time.Sleep(3 * time.Second)
+		go func() { defer wg.Done(); g.Workers(ctx, 4) }()
+		took := waitUntil(t, 2*time.Minute, fmt.Sprintf("%d ready replicas", want), replicasAre(t, ns, want))
+		steps = append(steps, fmt.Sprintf("load %d → %d ready in %v", g.InFlight(), want, took.Round(100*time.Millisecond)))
+		// Long enough at each level for the backtest to be judged on
+		// steady states as well as on transitions.
+		time.Sleep(10 * time.Second)
 	}
 	stop()
+	end := time.Now()
 	wg.Wait()
 	st := g.Stats()
 	t.Logf("replicas: %s", tl)
@@ -149,7 +152,10 @@ func TestScaleOut(t *testing.T) {
 	if st.Failed != 0 {
 		t.Fatalf("failed requests: %s", st)
 	}
-	env.report("scale-out", "%s; %s", strings.Join(steps, ", "), st)
+	// Prometheus scrapes every 2 s: let it see the end of the window.
+	time.Sleep(5 * time.Second)
+	bt := checkBacktest(t, ns, "sample", cooldown, tl, end)
+	env.report("scale-out", "%s; %s; %s", strings.Join(steps, ", "), st, bt)
 }
 
 // Scenario 3: load falls, replicas follow it down while pods terminate

@@ -186,11 +186,17 @@ func InstallApp(ctx context.Context, client kubernetes.Interface, a Applier, app
 	if err := EnsureNamespace(ctx, client, app.Namespace); err != nil {
 		return err
 	}
-	m, err := render(appTemplate, app)
+	m, err := RenderApp(app)
 	if err != nil {
 		return err
 	}
 	return a.Apply(ctx, app.Namespace, m)
+}
+
+// RenderApp renders the app's manifests: its Deployment, Service and
+// ScaledObject, as InstallApp applies them.
+func RenderApp(app App) ([]byte, error) {
+	return render(appTemplate, app)
 }
 
 // EnsureNamespace creates namespace if needed and waits for its default
