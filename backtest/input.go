@@ -1,103 +1,60 @@
 package backtest
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
-	"gopkg.in/yaml.v3"
 
 	"github.com/k8s-nemesis/nemesis/memprom"
+	"github.com/k8s-nemesis/nemesis/rulestest"
 )
 
 // SeriesFile is the input of a backtest from a rules-test file rather than
 // from Prometheus: the input_series of its first test, loaded as `promtool
 // test rules` loads them (the first value at the Unix epoch, one value per
-// interval).
+// interval), and the history of the built-ins inflight and queued that the
+// test gives.
 type SeriesFile struct {
 	Storage *memprom.Storage
 	// Test is the name of the test whose series were loaded.
 	Test string
+	// Builtins are the queries of the built-ins (inflight, queued) that
+	// the test gives values for, by name: series of Storage.
+	Builtins map[string]string
 	// First and Last are the times of the earliest and latest sample.
 	First, Last time.Time
 }
 
-// seriesFileYAML is the part of a rules-test file a backtest reads.
-type seriesFileYAML struct {
-	EvaluationInterval yaml.Node `yaml:"evaluation_interval"`
-	Tests              []struct {
-		Name        string    `yaml:"name"`
-		Interval    yaml.Node `yaml:"interval"`
-		InputSeries []struct {
-			Series yaml.Node `yaml:"series"`
-			Values yaml.Node `yaml:"values"`
-		} `yaml:"input_series"`
-	} `yaml:"tests"`
-}
+// builtinSeries names the series a test's built-in values are loaded as.
+func builtinSeries(name string) string { return "nemesis_backtest_builtin_" + name }
 
-// defaultEvaluationInterval is promtool's evaluation_interval when the
-// file gives none.
-const defaultEvaluationInterval = time.Minute
-
-// LoadSeriesFile reads the input_series of the first test of a rules-test
-// file (file names it in errors, which give its line and column). Only
-// tests[0].input_series, its interval and the file's evaluation_interval
-// are read; every other field is left to `nemesis rules test`.
-func LoadSeriesFile(file string, data []byte) (*SeriesFile, error) {
-	var doc seriesFileYAML
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	at := func(n *yaml.Node) string { return fmt.Sprintf("%s:%d:%d", file, n.Line, n.Column) }
-	duration := func(n *yaml.Node, field string, def time.Duration) (time.Duration, error) {
-		if n.Kind == 0 {
-			return def, nil
-		}
-		if n.Kind != yaml.ScalarNode {
-			return 0, fmt.Errorf("%s: %s: want a duration such as 15s", at(n), field)
-		}
-		d, err := model.ParseDuration(n.Value)
-		if err != nil || d <= 0 {
-			return 0, fmt.Errorf("%s: %s: %q is not a positive duration such as 15s", at(n), field, n.Value)
-		}
-		return time.Duration(d), nil
-	}
-	eval, err := duration(&doc.EvaluationInterval, "evaluation_interval", defaultEvaluationInterval)
+// LoadSeriesFile loads the input_series of the first test of a rules-test
+// file, read and checked whole by package rulestest (rule files included),
+// so that a file `nemesis rules test` accepts is the input here as well.
+// path names the file in errors and locates its rule_files. A test's
+// values for current and ready are not read: in a backtest they come from
+// the simulation.
+func LoadSeriesFile(path string, data []byte) (*SeriesFile, error) {
+	f, err := rulestest.Parse(path, data)
 	if err != nil {
 		return nil, err
 	}
-	if len(doc.Tests) == 0 {
-		return nil, fmt.Errorf("%s: no tests: the series come from the input_series of the first test", file)
+	if len(f.Tests) == 0 {
+		return nil, fmt.Errorf("%s: no tests: the series come from the input_series of the first test", path)
 	}
-	test := doc.Tests[0]
-	interval, err := duration(&test.Interval, "tests[0].interval", eval)
-	if err != nil {
-		return nil, err
-	}
-	if len(test.InputSeries) == 0 {
-		return nil, fmt.Errorf("%s: the first test (%q) has no input_series", file, test.Name)
-	}
-	out := &SeriesFile{Storage: memprom.New(), Test: test.Name}
+	test := f.Tests[0]
+	out := &SeriesFile{Storage: memprom.New(), Test: test.Name, Builtins: map[string]string{}}
 	var first, last int64
 	seen := false
-	for i, in := range test.InputSeries {
-		field := fmt.Sprintf("tests[0].input_series[%d]", i)
-		for _, n := range []struct {
-			node *yaml.Node
-			name string
-		}{{&in.Series, "series"}, {&in.Values, "values"}} {
-			if n.node.Kind != yaml.ScalarNode {
-				return nil, fmt.Errorf("%s: %s.%s: want a string", file, field, n.name)
-			}
+	add := func(series, values string) error {
+		lset, samples, err := memprom.ParseSeries(series, values, memprom.Epoch(), test.Interval)
+		if err == nil {
+			err = out.Storage.Add(lset, samples)
 		}
-		lset, samples, err := memprom.ParseSeries(in.Series.Value, in.Values.Value, memprom.Epoch(), interval)
 		if err != nil {
-			return nil, notationAt(file, field, &in.Series, &in.Values, err)
-		}
-		if err := out.Storage.Add(lset, samples); err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", at(&in.Series), field, err)
+			return fmt.Errorf("%s:%d:%d: test %q: %w", path, test.Line, test.Column, test.Name, err)
 		}
 		for _, s := range samples {
 			if !seen || s.T < first {
@@ -108,34 +65,26 @@ func LoadSeriesFile(file string, data []byte) (*SeriesFile, error) {
 			}
 			seen = true
 		}
+		return nil
+	}
+	for _, in := range test.InputSeries {
+		if err := add(in.Series, in.Values); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range []string{inflightName, queuedName} {
+		if values, ok := test.Builtins[name]; ok {
+			if err := add(builtinSeries(name), values); err != nil {
+				return nil, err
+			}
+			out.Builtins[name] = builtinSeries(name)
+		}
 	}
 	if !seen {
-		return nil, fmt.Errorf("%s: the input_series of the first test (%q) hold no sample", file, test.Name)
+		return nil, fmt.Errorf("%s:%d:%d: the first test (%q) has no input_series with a sample", path, test.Line, test.Column, test.Name)
 	}
 	out.First, out.Last = time.UnixMilli(first).UTC(), time.UnixMilli(last).UTC()
 	return out, nil
-}
-
-// notationAt places a notation error at its file, line and column. A
-// plain scalar's column plus the offset points at the character; a quoted
-// one is off by its opening quote, which is added.
-func notationAt(file, field string, series, values *yaml.Node, err error) error {
-	var ne *memprom.NotationError
-	if !errors.As(err, &ne) {
-		return fmt.Errorf("%s:%d:%d: %s: %w", file, series.Line, series.Column, field, err)
-	}
-	n := series
-	if ne.Field == "values" {
-		n = values
-	}
-	col := n.Column
-	if ne.Offset >= 0 && n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) == 0 && !strings.Contains(n.Value, "\n") {
-		col += ne.Offset
-		if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) != 0 {
-			col++
-		}
-	}
-	return fmt.Errorf("%s:%d:%d: %s.%s: %w", file, n.Line, col, field, ne.Field, ne.Err)
 }
 
 // ParseTime reads a --start or --end: RFC 3339, "now", or a duration

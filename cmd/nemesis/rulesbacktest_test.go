@@ -51,6 +51,7 @@ tests:
         values: '1x8'
       - series: 'kube_replicas{namespace="ml"}'
         values: '0 0 1 1 2x5'
+    builtins: {queued: '0 2 0x7'}
 `
 
 // backtestFiles writes the rules, series and ScaledObject files.
@@ -193,6 +194,26 @@ func TestRulesBacktestSeries(t *testing.T) {
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".tmp") {
 			t.Errorf("temporary file %s left behind", e.Name())
+		}
+	}
+}
+
+// TestRulesBacktestSeriesBuiltins: the test's own values of queued are its
+// history when --builtin gives none (TestRulesBacktestSeries overrides
+// them with vector(0)).
+func TestRulesBacktestSeriesBuiltins(t *testing.T) {
+	_, rulesFile, seriesFile := backtestFiles(t)
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"rules", "backtest", "--rules", rulesFile, "--rule-set", "queue", "--series", seriesFile,
+		"--namespace", "ml", "--name", "llama", "--metadata", "model: llama", "--start", "-135s", "--end", "now", "--output", "json"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	steps := decodeSteps(t, stdout.Bytes())
+	for i, s := range steps[:3] {
+		queued := map[int]float64{1: 2}[i]
+		if s.Builtins["queued"] != queued || s.RuleSets["queue"].Active != (queued > 0 || i == 2) {
+			t.Errorf("step %d: queued %v, active %v", i, s.Builtins["queued"], s.RuleSets["queue"].Active)
 		}
 	}
 }
