@@ -396,3 +396,17 @@ func TestRulesBacktestPrometheus(t *testing.T) {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
 }
+
+func TestProgressBar(t *testing.T) {
+	var b bytes.Buffer
+	p := &progressBar{w: &b}
+	p.update("query", 1, 4)
+	p.update("replay", 10, 40) // within 100ms of the last draw: skipped
+	p.update("replay", 40, 40) // the end is always drawn
+	p.done()
+	want := "\r\033[K[#######.......................] 1/4 range queries" +
+		"\r\033[K[##############################] 40/40 steps" + "\r\033[K"
+	if b.String() != want {
+		t.Errorf("got %q\nwant %q", b.String(), want)
+	}
+}
