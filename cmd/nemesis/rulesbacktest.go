@@ -212,7 +212,7 @@ func runRulesBacktest(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	source := "prometheus"
 	if c.series != "" {
-		source = "memprom (" + c.series + ")"
+		source = "memprom over " + c.series
 	}
 	total := time.Since(began)
 	fmt.Fprintf(stderr, "time: %v in all: %v waiting on %s (%d range queries), %v for the rest (of which output %v)\n",
