@@ -26,6 +26,7 @@ const backtestUsage = `usage: nemesis rules backtest --rules PATH --rule-set NAM
     --namespace NS --name NAME [--metadata 'key: value']…
     [--scaled-object FILE] --start TIME --end TIME [--step 15s]
     [--actual PromQL] [--builtin 'inflight=PromQL']… [--pod-startup 30s]
+    [--hpa-sync-period 15s] [--hpa-tolerance 0.1] [--hpa-downscale-stabilization 5m]
     [--output table|csv|json] [--plot FILE.svg]`
 
 // backtestProgressSteps is the window, in steps, from which a terminal
@@ -42,6 +43,10 @@ type backtestFlags struct {
 	scaledObject              string
 	start, end                string
 	step, podStartup          time.Duration
+	// The HPA controller's flags (kube-controller-manager's
+	// --horizontal-pod-autoscaler-*), cluster-wide, not in the manifest.
+	hpaSync, hpaDownscale time.Duration
+	hpaTolerance          float64
 	actual                    string
 	output, plot              string
 }
@@ -69,6 +74,9 @@ func parseBacktestFlags(args []string, stderr io.Writer) (*backtestFlags, error)
 	fs.StringVar(&c.actual, "actual", "", "PromQL of the replicas that really ran, to compare with")
 	fs.Var(&c.builtins, "builtin", `history of a built-in, "inflight=PromQL" or "queued=PromQL" (repeatable); default: the activators' nemesis_activator_requests_in_flight and _queued for the service`)
 	fs.DurationVar(&c.podStartup, "pod-startup", 30*time.Second, "how long a new pod takes to become ready (the built-in ready)")
+	fs.DurationVar(&c.hpaSync, "hpa-sync-period", hpasim.DefaultSyncPeriod, "the cluster's kube-controller-manager --horizontal-pod-autoscaler-sync-period")
+	fs.Float64Var(&c.hpaTolerance, "hpa-tolerance", hpasim.DefaultTolerance, "the cluster's kube-controller-manager --horizontal-pod-autoscaler-tolerance")
+	fs.DurationVar(&c.hpaDownscale, "hpa-downscale-stabilization", hpasim.DefaultDownscaleStabilization, "the cluster's kube-controller-manager --horizontal-pod-autoscaler-downscale-stabilization (used when the behavior sets no window)")
 	fs.StringVar(&c.output, "output", "table", "table, csv or json (one object per step and line; the summary goes to stderr)")
 	fs.StringVar(&c.plot, "plot", "", "also write a standalone SVG chart of load and replicas to this file")
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +103,15 @@ func parseBacktestFlags(args []string, stderr io.Writer) (*backtestFlags, error)
 	}
 	if c.podStartup < 0 {
 		problems = append(problems, "--pod-startup must not be negative")
+	}
+	if c.hpaSync < time.Second {
+		problems = append(problems, "--hpa-sync-period must be at least 1s")
+	}
+	if c.hpaTolerance < 0 || c.hpaTolerance >= 1 {
+		problems = append(problems, "--hpa-tolerance must be in [0, 1)")
+	}
+	if c.hpaDownscale < 0 {
+		problems = append(problems, "--hpa-downscale-stabilization must not be negative")
 	}
 	if len(problems) > 0 {
 		fmt.Fprintln(stderr, backtestUsage)
@@ -145,6 +162,7 @@ func runRulesBacktest(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 	}
 	opts.Sim.PodStartup = c.podStartup
+	opts.Sim.SyncPeriod, opts.Sim.Tolerance, opts.Sim.DownscaleStabilization = c.hpaSync, c.hpaTolerance, c.hpaDownscale
 
 	var src backtest.Source
 	now := time.Now()

@@ -235,6 +235,7 @@ func TestRulesBacktestBadInput(t *testing.T) {
 		"query fails":       {args: append([]string{"--rule-set", "queue", "--actual", "rate(kube_replicas)"}, window...), want: `actual (rate(kube_replicas)): evaluating "rate(kube_replicas)": `},
 		"bad builtin":       {args: append([]string{"--rule-set", "queue", "--builtin", "inflight"}, window...), want: `--builtin "inflight": want NAME=PromQL`},
 		"bad time":          {args: []string{"--rule-set", "queue", "--start", "yesterday", "--end", "now"}, want: `--start: "yesterday" is not RFC 3339, now, or a duration relative to now such as -6h`},
+		"bad hpa flags":     {args: append([]string{"--rule-set", "queue", "--hpa-sync-period", "0s", "--hpa-tolerance", "1.5"}, window...), want: "--hpa-sync-period must be at least 1s; --hpa-tolerance must be in [0, 1)"},
 		"bad output":        {args: append([]string{"--rule-set", "queue", "--output", "xml"}, window...), want: `--output "xml": want one of table, csv, json`},
 		"no window":         {args: []string{"--rule-set", "queue"}, want: "--start is required; --end is required"},
 		"bad scaled object": {args: append([]string{"--rule-set", "queue", "--scaled-object", filepath.Join(dir, "bad-so.yaml")}, window...), want: filepath.Join(dir, "bad-so.yaml") + ":5:20: "},
@@ -408,5 +409,33 @@ func TestProgressBar(t *testing.T) {
 		"\r\033[K[##############################] 40/40 steps" + "\r\033[K"
 	if b.String() != want {
 		t.Errorf("got %q\nwant %q", b.String(), want)
+	}
+}
+
+// TestRulesBacktestHPASyncPeriod: the controller's sync period reaches the
+// simulation: with a 1 m sync the HPA follows the rising queue later than
+// with the default 15 s.
+func TestRulesBacktestHPASyncPeriod(t *testing.T) {
+	dir, rulesFile, seriesFile := backtestFiles(t)
+	replicas := func(extra ...string) []int {
+		args := append([]string{"rules", "backtest", "--rules", rulesFile, "--rule-set", "queue",
+			"--series", seriesFile, "--namespace", "ml", "--name", "llama", "--metadata", "model: llama",
+			"--scaled-object", filepath.Join(dir, "so.yaml"), "--start", "1970-01-01T00:00:00Z", "--end", "now",
+			"--builtin", "queued=vector(0)", "--builtin", "inflight=vector(1)", "--output", "json"}, extra...)
+		var stdout, stderr bytes.Buffer
+		if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+			t.Fatalf("%v\n%s", err, stderr.String())
+		}
+		var out []int
+		for _, s := range decodeSteps(t, stdout.Bytes()) {
+			out = append(out, s.RuleSets["queue"].Replicas)
+		}
+		return out
+	}
+	def, slow := replicas(), replicas("--hpa-sync-period", "1m")
+	// depth 0 0 4 12 20…: the 15 s HPA reaches 3 at 45 s and 5 at 60 s;
+	// the 1 m one syncs at 0 and 60 s only.
+	if len(def) < 5 || def[3] != 3 || slow[3] != 1 {
+		t.Errorf("replicas with a 15 s sync %v, with a 1 m sync %v: want 3 and 1 at 45 s", def, slow)
 	}
 }
