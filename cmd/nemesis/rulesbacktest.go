@@ -47,8 +47,8 @@ type backtestFlags struct {
 	// --horizontal-pod-autoscaler-*), cluster-wide, not in the manifest.
 	hpaSync, hpaDownscale time.Duration
 	hpaTolerance          float64
-	actual                    string
-	output, plot              string
+	actual                string
+	output, plot          string
 }
 
 func parseBacktestFlags(args []string, stderr io.Writer) (*backtestFlags, error) {
