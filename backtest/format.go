@@ -180,12 +180,13 @@ func (r *Result) WriteTable(w io.Writer) error {
 		head = append(head, "ACTUAL")
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	// For people, 6 significant digits: a query's 7.800000000000019,
+	// PromQL's float arithmetic, reads 7.8 (csv and json keep every bit).
 	text := func(v float64, ok bool) string {
-		s := string(appendNumber(nil, v, ok))
-		if s == "null" {
+		if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
 			return "-"
 		}
-		return s
+		return strconv.FormatFloat(v, 'g', 6, 64)
 	}
 	shown := 0
 	for i, st := range r.Steps {
