@@ -40,7 +40,11 @@ func checkBacktest(t *testing.T, namespace, ruleSet string, cooldown int, tl *ti
 	if err != nil {
 		t.Fatalf("the HPA KEDA made: %v", err)
 	}
-	start := hpa.CreationTimestamp.Time
+	// The creation time has whole seconds; the HPA was created within the
+	// second after it, and its controller syncs it from then on. The next
+	// whole second puts each simulated sync at most a second after the
+	// real one, so that a step sees the change in both.
+	start := hpa.CreationTimestamp.Time.Add(time.Second)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "nemesis")
 	repo, err := cluster.RepoRoot()
@@ -83,6 +87,7 @@ func checkBacktest(t *testing.T, namespace, ruleSet string, cooldown int, tl *ti
 	t.Logf("backtest summary:\n%s", stderr.Bytes())
 	var steps, equal, worst int
 	var diffs []string
+	out := bytes.Clone(stdout.Bytes())
 	sc := bufio.NewScanner(&stdout)
 	for sc.Scan() {
 		var s backtestStep
@@ -114,6 +119,12 @@ func checkBacktest(t *testing.T, namespace, ruleSet string, cooldown int, tl *ti
 	}
 	share := float64(equal) / float64(steps)
 	if share < 0.9 || worst > 1 {
+		t.Logf("the backtest's steps from %s:\n%s", start.Format(time.RFC3339), out)
+		tl.mu.Lock()
+		for _, c := range tl.specs {
+			t.Logf("real spec.replicas %d from %v after the start", c.spec, c.at.Sub(start).Round(100*time.Millisecond))
+		}
+		tl.mu.Unlock()
 		t.Errorf("the backtest's simulated replicas equal the real ones at %d of %d steps (%.0f %%, want ≥ 90 %%) and differ by up to %d (want ≤ 1); real: %s",
 			equal, steps, 100*share, worst, tl)
 	}
