@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"golang.org/x/net/http/httpguts"
 	"gopkg.in/yaml.v3"
+
+	"github.com/k8s-nemesis/nemesis/internal/yamlpos"
 )
 
 // Defaults for fields a route leaves out; doc.go explains the choices.
@@ -190,7 +192,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	p := &configParser{file: file}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		line, msg := yamlErrorLine(err)
+		line, msg := yamlpos.ErrorLine(err)
 		return nil, joinConfigErrors([]*ConfigError{{File: file, Line: line, Column: 1, Msg: "invalid YAML: " + msg}})
 	}
 	if len(doc.Content) == 0 {
@@ -236,21 +238,6 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		return nil, joinConfigErrors(p.errs)
 	}
 	return cfg, nil
-}
-
-// yamlErrorLine splits yaml.v3's "yaml: line N: message" into its parts.
-func yamlErrorLine(err error) (int, string) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	rest, ok := strings.CutPrefix(msg, "line ")
-	if !ok {
-		return 1, msg
-	}
-	num, text, ok := strings.Cut(rest, ": ")
-	line, convErr := strconv.Atoi(num)
-	if !ok || convErr != nil {
-		return 1, msg
-	}
-	return line, text
 }
 
 type configParser struct {

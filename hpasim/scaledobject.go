@@ -12,6 +12,8 @@ import (
 	"gopkg.in/yaml.v3"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/k8s-nemesis/nemesis/internal/yamlpos"
 )
 
 // Error is one problem in a ScaledObject manifest.
@@ -66,7 +68,7 @@ func ParseScaledObject(file string, data []byte) (Config, error) {
 			break
 		}
 		if err != nil {
-			line, msg := yamlErrorLine(err)
+			line, msg := yamlpos.ErrorLine(err)
 			return Config{}, errors.Join(&Error{File: file, Line: line, Column: 1, Msg: "invalid YAML: " + msg})
 		}
 		if len(doc.Content) == 0 {
@@ -375,19 +377,4 @@ func lookup(m *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
-}
-
-// yamlErrorLine splits yaml.v3's "yaml: line N: message" into its parts.
-func yamlErrorLine(err error) (int, string) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	rest, ok := strings.CutPrefix(msg, "line ")
-	if !ok {
-		return 1, msg
-	}
-	num, text, ok := strings.Cut(rest, ": ")
-	line, convErr := strconv.Atoi(num)
-	if !ok || convErr != nil {
-		return 1, msg
-	}
-	return line, text
 }

@@ -11,29 +11,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/k8s-nemesis/nemesis/internal/promtest"
 )
-
-// promtoolEnv names the promtool binary, as NEMESIS_PROMETHEUS_BIN does
-// for internal/promtest.
-const promtoolEnv = "NEMESIS_PROMTOOL_BIN"
-
-// findPromtool is Debian's promtool (it ships in the prometheus package),
-// $NEMESIS_PROMTOOL_BIN, or a test failure saying how to install it.
-func findPromtool(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("memprom: skipping: the test runs the real promtool (-short)")
-	}
-	bin := os.Getenv(promtoolEnv)
-	if bin == "" {
-		bin = "promtool"
-	}
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("memprom: promtool not found: run `go tool task deps:prometheus` (Debian's prometheus package ships it) or set %s: %v", promtoolEnv, err)
-	}
-	return path
-}
 
 // inputSeries are the series every comparison loads, at a 1m interval
 // from the epoch: counters with a reset and a gap, a gauge that ends in a
@@ -276,7 +256,7 @@ func runPromtool(t *testing.T, bin string, file promtoolFile) (int, string) {
 // promtool (2.42) to pass it: the two engines give the same samples,
 // labels and values bit for bit, at eval times between samples.
 func TestAgainstPromtool(t *testing.T) {
-	bin := findPromtool(t)
+	bin := promtest.Promtool(t)
 	file, nonEmpty := expectMemprom(t, agreeing)
 	if nonEmpty != len(agreeing) {
 		t.Errorf("%d of %d expressions got no sample at any eval time: the comparison would prove nothing for them", len(agreeing)-nonEmpty, len(agreeing))
@@ -290,7 +270,7 @@ func TestAgainstPromtool(t *testing.T) {
 // documented difference between Prometheus 3 and 2.42, must make promtool
 // fail on that very expression.
 func TestPromtoolCanFail(t *testing.T) {
-	bin := findPromtool(t)
+	bin := promtest.Promtool(t)
 	wrong, _ := expectMemprom(t, map[string]comparison{"rate": agreeing["rate"]})
 	// One value in the last eval time, off by one float step.
 	last := &wrong.Tests[0].ExprTests[len(wrong.Tests[0].ExprTests)-1]

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/k8s-nemesis/nemesis/internal/yamlpos"
 )
 
 // DefaultStaleAfter is how long onError: hold reuses the last good decision
@@ -120,28 +122,13 @@ func (p *fileParser) errorAt(n *yaml.Node, value string, offset int, ruleSet, fi
 	p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, RuleSet: ruleSet, Field: field, Msg: msg})
 }
 
-// yamlErrorLine splits yaml.v3's "yaml: line N: message" into its parts.
-func yamlErrorLine(err error) (int, string) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	rest, ok := strings.CutPrefix(msg, "line ")
-	if !ok {
-		return 1, msg
-	}
-	num, text, ok := strings.Cut(rest, ": ")
-	line, convErr := strconv.Atoi(num)
-	if !ok || convErr != nil {
-		return 1, msg
-	}
-	return line, text
-}
-
 // Parse reads the rule sets of one file. file names the file in errors. On
 // problems it returns an error that joins one [*Error] per problem.
 func Parse(file string, data []byte) ([]*RuleSet, error) {
 	p := &fileParser{file: file, lines: strings.Split(string(data), "\n")}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		line, msg := yamlErrorLine(err)
+		line, msg := yamlpos.ErrorLine(err)
 		if strings.Contains(msg, "mapping values are not allowed") {
 			msg += " (an expression that holds \": \", such as a ? b : c, must be quoted or written as a block scalar after |)"
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/k8s-nemesis/nemesis/internal/yamlpos"
 	"github.com/k8s-nemesis/nemesis/memprom"
 	"github.com/k8s-nemesis/nemesis/rules"
 )
@@ -180,21 +181,6 @@ func joinErrors(errs []*rules.Error) error {
 	return errors.Join(list...)
 }
 
-// yamlErrorLine splits yaml.v3's "yaml: line N: message" into its parts.
-func yamlErrorLine(err error) (int, string) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	rest, ok := strings.CutPrefix(msg, "line ")
-	if !ok {
-		return 1, msg
-	}
-	num, text, ok := strings.Cut(rest, ": ")
-	line, convErr := strconv.Atoi(num)
-	if !ok || convErr != nil || line < 1 {
-		return 1, msg
-	}
-	return line, text
-}
-
 type keyValue struct {
 	key  string
 	k, v *yaml.Node
@@ -297,7 +283,7 @@ func (p *loader) file_(data []byte) *File {
 	f := &File{Path: p.file, EvaluationInterval: DefaultEvaluationInterval}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		line, msg := yamlErrorLine(err)
+		line, msg := yamlpos.ErrorLine(err)
 		p.errs = append(p.errs, &rules.Error{File: p.file, Line: line, Column: 1, Msg: "invalid YAML: " + msg})
 		return nil
 	}

@@ -11,29 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/k8s-nemesis/nemesis/internal/promtest"
 )
-
-// promtoolEnv names the promtool binary, as NEMESIS_PROMETHEUS_BIN names
-// prometheus for internal/promtest.
-const promtoolEnv = "NEMESIS_PROMTOOL_BIN"
-
-// findPromtool is $NEMESIS_PROMTOOL_BIN or Debian's promtool (it ships in
-// the prometheus package), or a test failure saying how to install it.
-func findPromtool(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("rulestest: skipping: the test runs the real promtool (-short)")
-	}
-	bin := os.Getenv(promtoolEnv)
-	if bin == "" {
-		bin = "promtool"
-	}
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("promtool not found: run `go tool task deps:prometheus` (Debian's prometheus package ships it) or set %s: %v", promtoolEnv, err)
-	}
-	return path
-}
 
 // promtool runs `promtool test rules` on a file and returns how many
 // promql_expr_test expectations it reports failed, and whether it passed.
@@ -81,7 +61,7 @@ var valueField = regexp.MustCompile(`value: ([0-9.]+)\}`)
 // histogram_quantile, absent, or vector(0), offset, staleness, time()):
 // both pass it, and both fail each expectation made wrong.
 func TestAgreesWithPromtool(t *testing.T) {
-	bin := findPromtool(t)
+	bin := promtest.Promtool(t)
 	const file = "testdata/promtool-test.yaml"
 	data, err := os.ReadFile(file)
 	if err != nil {

@@ -325,10 +325,7 @@ func TestRulesBacktestPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real Prometheus (-short)")
 	}
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool (Debian's prometheus package) is needed: %v", err)
-	}
+	promtool := promtest.Promtool(t)
 	dir, rulesFile, _ := backtestFiles(t)
 	promDir := filepath.Join(dir, "prom")
 	// Within one UTC day, so that the backfill is one block, which the
@@ -354,7 +351,7 @@ func TestRulesBacktestPrometheus(t *testing.T) {
 	end := start.Add((steps - 1) * time.Second)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	err = run(ctx, []string{"rules", "backtest", "--rules", rulesFile, "--rule-set", "queue", "--prometheus-url", srv.URL(),
+	err := run(ctx, []string{"rules", "backtest", "--rules", rulesFile, "--rule-set", "queue", "--prometheus-url", srv.URL(),
 		"--namespace", "ml", "--name", "llama", "--metadata", "model: llama", "--step", "1s",
 		"--start", start.Format(time.RFC3339), "--end", end.Format(time.RFC3339), "--actual", `kube_replicas{namespace="ml"}`,
 		"--output", "json"}, &stdout, &stderr)

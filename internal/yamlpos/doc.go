@@ -1,0 +1,5 @@
+// Package yamlpos reads the position out of a gopkg.in/yaml.v3 syntax
+// error, so that every file parser in Nemesis (rules, rules tests,
+// activator configuration, ScaledObject manifests) reports it as
+// file:line:column the same way.
+package yamlpos
