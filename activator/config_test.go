@@ -140,7 +140,7 @@ func TestCheckNeedsSources(t *testing.T) {
 }
 
 func FuzzParseConfig(f *testing.F) {
-	for _, file := range []string{"testdata/full.good.yaml", "testdata/many.bad.yaml"} {
+	for _, file := range []string{"testdata/full.good.yaml", "testdata/many.bad.yaml", "testdata/score.good.yaml", "testdata/score.bad.yaml"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)
