@@ -100,20 +100,21 @@ func (p *metricPolicy) Pick(ready []*Endpoint) *Endpoint {
 	if mv != nil && p.now().Sub(mv.at) > 3*p.spec.Refresh {
 		mv = nil
 	}
-	var best *Endpoint
-	var bestS float64
-	var ties uint32
+	var best pickBest
 	for _, ep := range ready {
-		s := float64(ep.inFlight.Load())
+		inflight := ep.inFlight.Load()
+		c := pickBest{ep: ep, score: float64(inflight), load: inflight}
 		if mv != nil {
 			// An endpoint that joined since the refresh has no data yet.
 			if b, ok := mv.base[ep.addr]; ok {
-				s += mv.values[ep.addr] + float64(ep.started.Load()-b)
+				sent := ep.started.Load() - b
+				c.score += mv.values[ep.addr] + float64(sent)
+				c.load += sent
 			}
 		}
-		best, bestS, ties = lowest(ep, s, true, best, bestS, ties)
+		best.fold(c)
 	}
-	return best
+	return best.ep
 }
 
 // run refreshes the values every spec.Refresh until ctx ends.

@@ -26,6 +26,15 @@ type podScrape struct {
 	vals []float64
 }
 
+// sentSince returns the requests started at ep since the last scrape
+// began (0 without one).
+func (ep *Endpoint) sentSince() int64 {
+	if sc := ep.scrape.Load(); sc != nil {
+		return ep.started.Load() - sc.sentBase
+	}
+	return 0
+}
+
 // endpointFollower is a policy that follows its route's ready set (to
 // scrape its pods, or to place them on a hash ring). setReady is called
 // under the route's lock after every endpoint update; stop when the route
@@ -94,7 +103,7 @@ func (p *scorePolicy) score(ep *Endpoint, vals []float64, now int64) (s float64,
 	copy(vals, sc.vals)
 	k := p.nMetrics
 	vals[k] = inflight
-	vals[k+1] = float64(ep.started.Load() - sc.sentBase)
+	vals[k+1] = float64(ep.sentSince())
 	vals[k+2] = float64(now-sc.at) / 1e9
 	eligible = p.spec.filter == nil || p.spec.filter.Condition(vals)
 	s = p.spec.expression.Number(vals)
@@ -105,7 +114,10 @@ func (p *scorePolicy) score(ep *Endpoint, vals []float64, now int64) (s float64,
 }
 
 // Pick implements Policy: the lowest score among the pods that pass the
-// filter (all pods if none does), ties broken at random.
+// filter (all pods if none does). Equal scores go to the pod with the
+// fewest requests in flight and sent since its scrape, then at random:
+// so a burst between two scrapes spreads even when the expression leaves
+// out inflight and sent.
 func (p *scorePolicy) Pick(ready []*Endpoint) *Endpoint {
 	if len(ready) == 1 {
 		return ready[0]
@@ -113,38 +125,46 @@ func (p *scorePolicy) Pick(ready []*Endpoint) *Endpoint {
 	fp := p.frames.Get().(*[]float64)
 	vals := *fp
 	now := p.now()
-	var (
-		best, bestAll   *Endpoint
-		bestS, bestAllS float64
-		ties, tiesAll   uint32
-	)
+	var best, bestAll pickBest
 	for _, ep := range ready {
 		s, ok, _ := p.score(ep, vals, now)
-		best, bestS, ties = lowest(ep, s, ok, best, bestS, ties)
-		bestAll, bestAllS, tiesAll = lowest(ep, s, true, bestAll, bestAllS, tiesAll)
+		c := pickBest{ep: ep, score: s, load: ep.inFlight.Load() + ep.sentSince()}
+		if ok {
+			best.fold(c)
+		}
+		bestAll.fold(c)
 	}
 	p.frames.Put(fp)
-	if best != nil {
-		return best
+	if best.ep != nil {
+		return best.ep
 	}
-	return bestAll
+	return bestAll.ep
 }
 
-// lowest folds one candidate into a running minimum, breaking ties
-// uniformly at random (reservoir sampling).
-func lowest(ep *Endpoint, s float64, ok bool, best *Endpoint, bestS float64, ties uint32) (*Endpoint, float64, uint32) {
+// pickBest is the best pod so far of a pick.
+type pickBest struct {
+	ep    *Endpoint
+	score float64
+	load  int64
+	ties  uint32
+}
+
+// fold keeps the lower of c and the pickBest so far: the lower score,
+// then the lower load, then one of the equals uniformly at random
+// (reservoir sampling).
+func (b *pickBest) fold(c pickBest) {
 	switch {
-	case !ok:
-	case best == nil || s < bestS:
-		return ep, s, 1
-	case s == bestS:
-		ties++
-		if rand.Uint32N(ties) == 0 {
-			return ep, s, ties
+	case b.ep == nil || c.score < b.score || c.score == b.score && c.load < b.load:
+		*b = c
+		b.ties = 1
+	case c.score == b.score && c.load == b.load:
+		b.ties++
+		if rand.Uint32N(b.ties) == 0 {
+			ties := b.ties
+			*b = c
+			b.ties = ties
 		}
-		return best, bestS, ties
 	}
-	return best, bestS, ties
 }
 
 // PickKeyed implements keyedPolicy with consistent hashing with bounded
