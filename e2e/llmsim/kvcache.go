@@ -51,9 +51,6 @@ func newKVCache(blocks int) *kvCache {
 	return c
 }
 
-// total is the number of blocks in the pool.
-func (c *kvCache) total() int { return len(c.refs) }
-
 // available is how many blocks an allocation may take: free ones and idle
 // cached ones, which it would evict.
 func (c *kvCache) available() int { return len(c.free) + c.idle }

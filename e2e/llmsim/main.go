@@ -148,6 +148,22 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	return c, nil
 }
 
+// assemble wires an engine, its real-time runner and the HTTP side, with
+// a private metrics registry.
+func assemble(cfg config, pod string) (*sim, *server) {
+	reg := prometheus.NewRegistry()
+	ttft, latency := newHistograms(cfg.model)
+	e := newEngine(engineConfig{
+		maxNumSeqs: cfg.maxNumSeqs, maxWaiting: cfg.maxWaiting, maxModelLen: cfg.maxModelLen,
+		kvBlocks: cfg.kvBlocks, maxPrefill: cfg.maxPrefill, slowdown: cfg.slowdown,
+		ttft: ttft, latency: latency,
+	})
+	s := newSim(e, cfg.timeScale)
+	reg.MustRegister(ttft, latency, newEngineCollector(s, cfg.model, cfg.kvBlocks),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return s, newServer(cfg, pod, s, reg)
+}
+
 // runMain serves until ctx ends, then shuts down: see the package
 // documentation.
 func runMain(ctx context.Context, args []string, stderr io.Writer) error {
@@ -166,17 +182,7 @@ func runMain(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	ttft, latency := newHistograms(cfg.model)
-	e := newEngine(engineConfig{
-		maxNumSeqs: cfg.maxNumSeqs, maxWaiting: cfg.maxWaiting, maxModelLen: cfg.maxModelLen,
-		kvBlocks: cfg.kvBlocks, maxPrefill: cfg.maxPrefill, slowdown: cfg.slowdown,
-		ttft: ttft, latency: latency,
-	})
-	s := newSim(e, cfg.timeScale)
-	reg.MustRegister(ttft, latency, newEngineCollector(s, cfg.model, cfg.kvBlocks),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api := newServer(cfg, pod, s, reg)
+	s, api := assemble(cfg, pod)
 
 	ln, err := net.Listen("tcp", cfg.address)
 	if err != nil {
