@@ -17,8 +17,9 @@
 //     errors found before it are plain statuses: 400 on a bad body or when
 //     prompt + max_tokens exceed --max-model-len, 404 when "model" names
 //     another model, 429 (Retry-After: 1) when --max-waiting requests
-//     already wait. Answers carry usage: prompt_tokens, completion_tokens,
-//     total_tokens and prompt_tokens_details.cached_tokens.
+//     already wait beyond the free places in the batch. Answers carry
+//     usage: prompt_tokens, completion_tokens, total_tokens and
+//     prompt_tokens_details.cached_tokens.
 //   - GET /v1/models: the one model, --model.
 //   - GET /metrics: Prometheus text format (see Metrics), unless a fault is
 //     set.
@@ -114,7 +115,7 @@
 //	--model                        model name ("llmsim")
 //	--name                         x-inference-pod value (default $POD_NAME, else host name)
 //	--max-num-seqs                 running batch size at most (16)
-//	--max-waiting                  waiting requests at most, then 429 (1000)
+//	--max-waiting                  waiting requests at most beyond free batch places, then 429 (1000)
 //	--max-model-len                prompt + max_tokens at most, then 400 (8192); must fit in the KV cache
 //	--kv-blocks                    KV-cache blocks of 16 tokens, num_gpu_blocks (2048: 32,768 tokens)
 //	--max-prefill-tokens-per-step  prefill tokens per step at most (512)

@@ -54,7 +54,8 @@ const (
 	admitted admission = iota
 	// tooLong: prompt plus max_tokens exceed --max-model-len (HTTP 400).
 	tooLong
-	// queueFull: --max-waiting requests already wait (HTTP 429).
+	// queueFull: --max-waiting requests already wait beyond the free
+	// places in the batch (HTTP 429).
 	queueFull
 )
 
@@ -140,7 +141,9 @@ func (e *engine) add(r *request, at time.Duration) admission {
 	if r.promptLen+r.maxTokens > e.cfg.maxModelLen {
 		return tooLong
 	}
-	if len(e.waiting) >= e.cfg.maxWaiting {
+	// Requests that will take free places in the batch at the next step
+	// do not count as waiting for the bound.
+	if len(e.waiting)-max(0, e.cfg.maxNumSeqs-len(e.running)) >= e.cfg.maxWaiting {
 		return queueFull
 	}
 	r.state, r.arrival = stateWaiting, at

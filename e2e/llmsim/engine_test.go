@@ -136,6 +136,7 @@ func TestAdmissionLimitsAndFIFO(t *testing.T) {
 func TestAddRefusals(t *testing.T) {
 	t.Parallel()
 	cfg := testEngineConfig()
+	cfg.maxNumSeqs = 1
 	cfg.maxWaiting = 2
 	cfg.maxModelLen = 100
 	e := newEngine(cfg)
@@ -145,9 +146,21 @@ func TestAddRefusals(t *testing.T) {
 	if a := e.add(newRequest(90, nil, 10), 0); a != admitted {
 		t.Errorf("90 + 10 tokens with a context of 100: admission %d, want admitted", a)
 	}
-	e.add(newRequest(10, nil, 10), 0)
+	// The first takes the one place in the batch; two more may wait.
+	for i := range 2 {
+		if a := e.add(newRequest(10, nil, 10), 0); a != admitted {
+			t.Errorf("waiting request %d with --max-waiting 2: admission %d, want admitted", i+1, a)
+		}
+	}
 	if a := e.add(newRequest(10, nil, 10), 0); a != queueFull {
 		t.Errorf("third waiting request with --max-waiting 2: admission %d, want queueFull", a)
+	}
+	e.schedule()
+	if len(e.running) != 1 || len(e.waiting) != 2 {
+		t.Fatalf("%d running, %d waiting; want 1 and 2", len(e.running), len(e.waiting))
+	}
+	if a := e.add(newRequest(10, nil, 10), 0); a != queueFull {
+		t.Errorf("with the batch full and 2 waiting: admission %d, want queueFull", a)
 	}
 }
 

@@ -76,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.model, "model", "llmsim", "model name: the model_name label, /v1/models, and the model requests must name (or leave out)")
 	fs.StringVar(&c.name, "name", "", "pod name sent in the x-inference-pod header (default $POD_NAME, else the host name)")
 	fs.IntVar(&c.maxNumSeqs, "max-num-seqs", 16, "requests in the running batch at most, vLLM's max_num_seqs")
-	fs.IntVar(&c.maxWaiting, "max-waiting", 1000, "requests that may wait; more are refused with 429")
+	fs.IntVar(&c.maxWaiting, "max-waiting", 1000, "requests that may wait beyond the free places in the batch; more are refused with 429")
 	fs.IntVar(&c.maxModelLen, "max-model-len", 8192, "context length: prompt plus max_tokens beyond it is refused with 400")
 	fs.IntVar(&c.kvBlocks, "kv-blocks", 2048, "KV-cache blocks of 16 tokens, vLLM's num_gpu_blocks")
 	fs.IntVar(&c.maxPrefill, "max-prefill-tokens-per-step", 512, "prompt tokens prefilled per engine step at most (chunked prefill)")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -214,5 +215,43 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("got %d problems %q, want %d", len(got), got, len(tc.want))
 			}
 		})
+	}
+}
+
+// TestIdleKeepAliveClosed: like uvicorn, llmsim closes a keep-alive
+// connection left idle for --idle-timeout, so that a proxy pooling
+// connections to it meets closed ones as in production.
+func TestIdleKeepAliveClosed(t *testing.T) {
+	t.Parallel()
+	const idle = 300 * time.Millisecond
+	s := startRun(t, t.Context(), "--idle-timeout", idle.String())
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, "GET /health HTTP/1.1\r\nHost: llmsim\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	answered := time.Now()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("status %d, close %v; want 200 on a kept-alive connection", resp.StatusCode, resp.Close)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(idle + 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := br.Read(make([]byte, 1))
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("reading the idle connection: %d bytes, %v; want EOF as the server closes it", n, err)
+	}
+	if idled := time.Since(answered); idled < idle-50*time.Millisecond {
+		t.Errorf("closed after %v idle, before the idle timeout of %v", idled, idle)
 	}
 }
