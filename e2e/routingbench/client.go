@@ -97,8 +97,14 @@ func (c *client) do(ctx context.Context, policy string, body []byte, maxTokens i
 		res.err = fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
 		return res
 	}
-	var once sync.Once
-	s, err := readStream(resp.Body, func() { once.Do(func() { res.ttft = time.Since(start) }) })
+	s, err := readStream(resp.Body, func() {
+		d := time.Since(start)
+		if res.tokenAt == nil {
+			res.ttft = d
+			res.tokenAt = make([]time.Duration, 0, maxTokens)
+		}
+		res.tokenAt = append(res.tokenAt, d)
+	})
 	res.e2e = time.Since(start)
 	if err != nil {
 		res.err = err

@@ -438,7 +438,7 @@ func (b *bench) cell(ctx context.Context, w workload, load, rate float64, policy
 	if ctx.Err() != nil {
 		return cell{}, ctx.Err()
 	}
-	c := summarize(cell{workload: w, load: load, rate: rate * b.o.timeScale, policy: policy}, results[b.o.warmup:], b.podNames, b.o.timeScale)
+	c := summarize(cell{workload: w, load: load, rate: rate * b.o.timeScale, policy: policy}, results, b.o.warmup, b.podNames, b.o.timeScale)
 	c.wall = time.Since(start)
 	return c, nil
 }

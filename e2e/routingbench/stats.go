@@ -14,6 +14,8 @@ type result struct {
 	// ttft is the time to the first token frame, e2e to the end of the
 	// stream.
 	ttft, e2e time.Duration
+	// tokenAt holds when each token frame arrived, from start.
+	tokenAt []time.Duration
 	// pod is the x-inference-pod header.
 	pod string
 	// prompt, completion and cached are the usage frame's counts.
@@ -47,8 +49,10 @@ type cell struct {
 	ttft50, ttft90, ttft99, e2e99 time.Duration
 	// ttfts are every successful request's TTFT, sorted, for the chart.
 	ttfts []time.Duration
-	// tokensPerSecond is output tokens per simulated second, from the
-	// first arrival to the last completion.
+	// tokensPerSecond is output tokens per simulated second while the
+	// measured requests arrive: token frames (of any request of the cell,
+	// warm-up included) received from the first measured arrival to the
+	// last.
 	tokensPerSecond float64
 	// hitRate is cached over prompt tokens, NaN without prompt tokens.
 	hitRate float64
@@ -61,20 +65,27 @@ type cell struct {
 	wall time.Duration
 }
 
-// summarize reduces the results of one cell. timeScale converts wall
-// time to simulated time (simulated = wall / timeScale).
-func summarize(c cell, results []result, pods []string, timeScale float64) cell {
+// summarize reduces the results of one cell, the first warmup of them
+// not counted but for the tokens they stream while the measured ones
+// arrive. timeScale converts wall time to simulated time (simulated =
+// wall / timeScale).
+func summarize(c cell, all []result, warmup int, pods []string, timeScale float64) cell {
+	warmup = min(max(warmup, 0), len(all))
+	results := all[warmup:]
 	c.requests = len(results)
 	c.share = make([]float64, len(pods))
 	var (
-		ttfts, e2es                []time.Duration
-		prompt, cached, completion int
-		first, last                time.Time
+		ttfts, e2es    []time.Duration
+		prompt, cached int
+		first, last    time.Time
 	)
 	sim := func(d time.Duration) time.Duration { return time.Duration(float64(d) / timeScale) }
 	for _, r := range results {
 		if first.IsZero() || r.start.Before(first) {
 			first = r.start
+		}
+		if r.start.After(last) {
+			last = r.start
 		}
 		if r.err != nil {
 			c.failures++
@@ -83,14 +94,10 @@ func summarize(c cell, results []result, pods []string, timeScale float64) cell 
 			}
 			continue
 		}
-		if end := r.start.Add(r.e2e); end.After(last) {
-			last = end
-		}
 		ttfts = append(ttfts, sim(r.ttft))
 		e2es = append(e2es, sim(r.e2e))
 		prompt += r.prompt
 		cached += r.cached
-		completion += r.completion
 		if i := slices.Index(pods, r.pod); i >= 0 {
 			c.share[i]++
 		} else {
@@ -103,7 +110,15 @@ func summarize(c cell, results []result, pods []string, timeScale float64) cell 
 	c.ttft50, c.ttft90, c.ttft99 = percentile(ttfts, 0.50), percentile(ttfts, 0.90), percentile(ttfts, 0.99)
 	c.e2e99 = percentile(e2es, 0.99)
 	if span := sim(last.Sub(first)).Seconds(); span > 0 {
-		c.tokensPerSecond = float64(completion) / span
+		tokens := 0
+		for _, r := range all {
+			for _, at := range r.tokenAt {
+				if t := r.start.Add(at); !t.Before(first) && !t.After(last) {
+					tokens++
+				}
+			}
+		}
+		c.tokensPerSecond = float64(tokens) / span
 	}
 	c.hitRate = math.NaN()
 	if prompt > 0 {

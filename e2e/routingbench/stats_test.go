@@ -43,15 +43,25 @@ func TestPercentile(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	t0 := time.Unix(1000, 0)
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
 	results := []result{
-		{start: t0, ttft: 10 * time.Millisecond, e2e: 100 * time.Millisecond, pod: "p1", prompt: 100, completion: 10, cached: 50},
-		{start: t0.Add(50 * time.Millisecond), ttft: 30 * time.Millisecond, e2e: 200 * time.Millisecond, pod: "p2", prompt: 100, completion: 20, cached: 0},
+		// Warm-up: not counted, but its tokens between the first and
+		// last measured arrivals (10ms to 80ms) are: those at 15 and 30.
+		{start: t0, ttft: 1 * time.Millisecond, e2e: 40 * time.Millisecond, pod: "p3", prompt: 1000, completion: 3, cached: 1000, tokenAt: ms(1, 15, 30)},
+		{start: t0.Add(10 * time.Millisecond), ttft: 10 * time.Millisecond, e2e: 100 * time.Millisecond, pod: "p1", prompt: 100, completion: 2, cached: 50, tokenAt: ms(10, 60)}, // 20ms, 70ms: both in
+		{start: t0.Add(50 * time.Millisecond), ttft: 30 * time.Millisecond, e2e: 200 * time.Millisecond, pod: "p2", prompt: 100, completion: 2, cached: 0, tokenAt: ms(30, 150)}, // 80ms in, 200ms out
 		{start: t0.Add(60 * time.Millisecond), err: errors.New("status 429")},
-		{start: t0.Add(70 * time.Millisecond), ttft: 20 * time.Millisecond, e2e: 130 * time.Millisecond, pod: "p1", prompt: 200, completion: 30, cached: 150},
+		{start: t0.Add(70 * time.Millisecond), ttft: 20 * time.Millisecond, e2e: 130 * time.Millisecond, pod: "p1", prompt: 200, completion: 1, cached: 150, tokenAt: ms(20)}, // 90ms: out
 		{start: t0.Add(80 * time.Millisecond), ttft: 5 * time.Millisecond, e2e: 20 * time.Millisecond, pod: "ghost", prompt: 0, completion: 0},
 	}
 	// Time scale 0.5: one wall second is two simulated seconds.
-	c := summarize(cell{policy: "x"}, results, []string{"p1", "p2", "p3"}, 0.5)
+	c := summarize(cell{policy: "x"}, results, 1, []string{"p1", "p2", "p3"}, 0.5)
 	if c.requests != 5 || c.failures != 1 || c.firstErr == nil || !strings.Contains(c.firstErr.Error(), "429") {
 		t.Errorf("requests %d failures %d err %v", c.requests, c.failures, c.firstErr)
 	}
@@ -61,12 +71,12 @@ func TestSummarize(t *testing.T) {
 	if c.e2e99 != 400*time.Millisecond {
 		t.Errorf("E2E p99 %v, want 400ms", c.e2e99)
 	}
-	// 60 tokens from t0 to the last end (t0+250ms wall = 500ms simulated).
-	if math.Abs(c.tokensPerSecond-120) > 1e-9 {
-		t.Errorf("%.3f tok/s, want 120", c.tokensPerSecond)
+	// 5 tokens in 70ms wall, 140ms simulated.
+	if want := 5 / 0.140; math.Abs(c.tokensPerSecond-want) > 1e-6 {
+		t.Errorf("%.3f tok/s, want %.3f", c.tokensPerSecond, want)
 	}
 	if math.Abs(c.hitRate-0.5) > 1e-12 {
-		t.Errorf("hit rate %v, want 200/400", c.hitRate)
+		t.Errorf("hit rate %v, want 200/400 (the warm-up's left out)", c.hitRate)
 	}
 	if want := []float64{0.5, 0.25, 0}; len(c.share) != 3 || c.share[0] != want[0] || c.share[1] != want[1] || c.share[2] != want[2] || c.unknownPods != 1 {
 		t.Errorf("shares %v unknown %d, want %v and 1", c.share, c.unknownPods, want)
@@ -75,9 +85,12 @@ func TestSummarize(t *testing.T) {
 		t.Errorf("ttfts %v", c.ttfts)
 	}
 
-	empty := summarize(cell{}, []result{{start: t0, err: errors.New("x")}}, []string{"p1"}, 1)
-	if !math.IsNaN(empty.hitRate) || empty.tokensPerSecond != 0 || empty.ttft90 != 0 || empty.share[0] != 0 {
+	empty := summarize(cell{}, []result{{start: t0, err: errors.New("x")}}, 0, []string{"p1"}, 1)
+	if !math.IsNaN(empty.hitRate) || empty.tokensPerSecond != 0 || empty.ttft90 != 0 || empty.share[0] != 0 || empty.failures != 1 {
 		t.Errorf("all failed: %+v", empty)
+	}
+	if none := summarize(cell{}, results, 99, nil, 1); none.requests != 0 {
+		t.Errorf("warm-up beyond the results: %+v", none)
 	}
 }
 
