@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/k8s-nemesis/nemesis/internal/yamlpos"
+	"github.com/k8s-nemesis/nemesis/rules"
 )
 
 // Defaults for fields a route leaves out; doc.go explains the choices.
@@ -37,7 +38,25 @@ const (
 	MaxEndpointConcurrency = 1_000_000
 	// minMetricRefresh keeps a metric route from hammering Prometheus.
 	minMetricRefresh = 100 * time.Millisecond
+
+	// Defaults of a score route's scrape, those of the Gateway API
+	// Inference Extension's endpoint picker.
+	DefaultScrapePath       = "/metrics"
+	DefaultScrapeInterval   = 50 * time.Millisecond
+	DefaultScrapeTimeout    = 40 * time.Millisecond
+	DefaultScrapeStaleAfter = 2 * time.Second
+	// minScrapeInterval keeps a score route from hammering its pods.
+	minScrapeInterval = 10 * time.Millisecond
+	// MaxScoreMetrics bounds the metrics a score route names.
+	MaxScoreMetrics = 16
+
+	DefaultAffinityPrefixBytes = 2048
+	DefaultAffinityLoadFactor  = 1.25
 )
+
+// scoreBuiltins returns the variables every score expression has besides
+// its metrics, in the order they follow the metrics.
+func scoreBuiltins() []string { return []string{"inflight", "sent", "age"} }
 
 // PolicyName names a load-balancing policy.
 type PolicyName string
@@ -48,6 +67,7 @@ const (
 	PolicyLeastRequest PolicyName = "least-request"
 	PolicyRandom       PolicyName = "random"
 	PolicyMetric       PolicyName = "metric"
+	PolicyScore        PolicyName = "score"
 )
 
 // Config is one loaded, valid configuration. It is immutable once parsed.
@@ -66,7 +86,9 @@ type Route struct {
 	Service   *ServiceRef // nil for a static route
 	Endpoints []string    // static endpoints, host:port; empty for a service route
 	Policy    PolicyName
-	Metric    *MetricSpec // only for PolicyMetric
+	Metric    *MetricSpec   // only for PolicyMetric
+	Score     *ScoreSpec    // only for PolicyScore
+	Affinity  *AffinitySpec // only for PolicyScore; nil: none
 	Queue     QueueSpec
 	Timeouts  Timeouts
 	// EndpointConcurrency caps the requests one endpoint has in flight
@@ -96,6 +118,59 @@ type ServiceRef struct {
 type MetricSpec struct {
 	Query   string
 	Refresh time.Duration
+}
+
+// ScoreSpec is the score policy: what to scrape from each pod and how to
+// score it.
+type ScoreSpec struct {
+	Scrape ScrapeSpec
+	// Metrics name the families of the pods' expositions the expressions
+	// use, in the order written.
+	Metrics []ScoreMetric
+	// Filter, if not empty, says which pods are eligible; Expression
+	// scores them, lower wins.
+	Filter, Expression string
+
+	// The compiled expressions; their variables are the metrics in
+	// order, then scoreBuiltins. Not compared by sameBackend (the
+	// sources are).
+	filter, expression *rules.Formula
+}
+
+// ScrapeSpec says how the score policy scrapes a pod.
+type ScrapeSpec struct {
+	Path string
+	// Port to scrape; 0: the endpoint's own.
+	Port                          int
+	Interval, Timeout, StaleAfter time.Duration
+}
+
+// ScoreMetric is one variable of a score expression: the sum of a metric
+// family's series in a pod's exposition.
+type ScoreMetric struct {
+	Name, Family string
+}
+
+// AffinityKey says what a request's affinity key is read from.
+type AffinityKey string
+
+// The affinity keys.
+const (
+	AffinityBodyPrefix AffinityKey = "body-prefix"
+	AffinityHeader     AffinityKey = "header"
+)
+
+// AffinitySpec sends requests with the same key to the same pod, with
+// bounded loads.
+type AffinitySpec struct {
+	Key AffinityKey
+	// Header is the header read for AffinityHeader, canonical.
+	Header string
+	// PrefixBytes of the body are hashed for AffinityBodyPrefix.
+	PrefixBytes int
+	// LoadFactor c: a key leaves its home pod when that pod has more than
+	// c times the route's average requests in flight.
+	LoadFactor float64
 }
 
 // QueueSpec bounds the requests held while no endpoint is ready.
@@ -189,7 +264,7 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig reads a configuration. file names it in errors. On problems
 // it returns an error that joins one [*ConfigError] per problem.
 func ParseConfig(file string, data []byte) (*Config, error) {
-	p := &configParser{file: file}
+	p := &configParser{file: file, lines: strings.Split(string(data), "\n")}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, msg := yamlpos.ErrorLine(err)
@@ -242,6 +317,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 
 type configParser struct {
 	file   string
+	lines  []string
 	errs   []*ConfigError
 	parsed []*parsedRoute
 }
@@ -415,7 +491,7 @@ func (p *configParser) route(n *yaml.Node) *parsedRoute {
 	}
 	name := rt.Name
 	errsBefore := len(p.errs)
-	var serviceNode, endpointsNode, metricNode, policyNode *yaml.Node
+	var serviceNode, endpointsNode, metricNode, policyNode, scoreNode, affinityNode *yaml.Node
 	for _, kv := range entries {
 		switch kv.key {
 		case "name":
@@ -450,15 +526,21 @@ func (p *configParser) route(n *yaml.Node) *parsedRoute {
 			policyNode = kv.v
 			if s, ok := p.scalar(kv.v, name, "policy"); ok {
 				switch pn := PolicyName(s); pn {
-				case PolicyRoundRobin, PolicyLeastRequest, PolicyRandom, PolicyMetric:
+				case PolicyRoundRobin, PolicyLeastRequest, PolicyRandom, PolicyMetric, PolicyScore:
 					rt.Policy = pn
 				default:
-					p.errorf(kv.v, name, "policy", "%q is not round-robin, least-request, random or metric", s)
+					p.errorf(kv.v, name, "policy", "%q is not round-robin, least-request, random, metric or score", s)
 				}
 			}
 		case "metric":
 			metricNode = kv.v
 			rt.Metric = p.metric(name, kv.v)
+		case "score":
+			scoreNode = kv.v
+			rt.Score = p.score(name, kv.v)
+		case "affinity":
+			affinityNode = kv.v
+			rt.Affinity = p.affinity(name, kv.v)
 		case "queue":
 			for _, q := range p.mapping(kv.v, name, "queue") {
 				switch q.key {
@@ -508,7 +590,7 @@ func (p *configParser) route(n *yaml.Node) *parsedRoute {
 				}
 			}
 		default:
-			p.errorf(kv.k, name, kv.key, "unknown field: a route has name, match, service, endpoints, policy, metric, queue, endpointConcurrency and timeouts")
+			p.errorf(kv.k, name, kv.key, "unknown field: a route has name, match, service, endpoints, policy, metric, score, affinity, queue, endpointConcurrency and timeouts")
 		}
 	}
 	switch {
@@ -523,6 +605,15 @@ func (p *configParser) route(n *yaml.Node) *parsedRoute {
 		p.errorf(node, name, "metric", "required for policy: metric: a query giving one value per pod")
 	case rt.Policy != PolicyMetric && metricNode != nil:
 		p.errorf(metricNode, name, "metric", "only for policy: metric (the policy is %s)", rt.Policy)
+	}
+	switch {
+	case rt.Policy == PolicyScore && scoreNode == nil:
+		p.errorf(policyNode, name, "score", "required for policy: score: the metrics to scrape and the expression that scores a pod")
+	case rt.Policy != PolicyScore && scoreNode != nil:
+		p.errorf(scoreNode, name, "score", "only for policy: score (the policy is %s)", rt.Policy)
+	}
+	if rt.Policy != PolicyScore && affinityNode != nil {
+		p.errorf(affinityNode, name, "affinity", "only for policy: score (the policy is %s)", rt.Policy)
 	}
 	if len(p.errs) > errsBefore {
 		return nil

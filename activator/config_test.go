@@ -45,7 +45,7 @@ func TestParseConfigBad(t *testing.T) {
 		f + `:7:7: route "chat": match.colour: unknown field: match has hosts, pathPrefix and headers`,
 		f + `:8:26: route "chat": service.namespace: "ML" is not a Kubernetes name: lower-case letters, digits and '-', at most 63`,
 		f + `:8:52: route "chat": service.port: "70000" is not a port number between 1 and 65535`,
-		f + `:9:13: route "chat": policy: "fastest" is not round-robin, least-request, random or metric`,
+		f + `:9:13: route "chat": policy: "fastest" is not round-robin, least-request, random, metric or score`,
 		f + `:10:19: route "chat": queue.size: "-1" is not a whole number between 0 and 1000000`,
 		f + `:10:32: route "chat": queue.timeout: "0s" is not a positive duration such as 500ms, 30s or 2m`,
 		f + `:11:25: route "chat": timeouts.request: "soon" is not a duration such as 500ms, 30s or 2m (0 for no limit)`,
@@ -140,7 +140,7 @@ func TestCheckNeedsSources(t *testing.T) {
 }
 
 func FuzzParseConfig(f *testing.F) {
-	for _, file := range []string{"testdata/full.good.yaml", "testdata/many.bad.yaml"} {
+	for _, file := range []string{"testdata/full.good.yaml", "testdata/many.bad.yaml", "testdata/score.good.yaml", "testdata/score.bad.yaml"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)

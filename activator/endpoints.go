@@ -80,6 +80,11 @@ type Endpoint struct {
 	// gone), so that a request that picked it from a ready set read
 	// earlier backs out (see exchange.start). It is set before gone.
 	notReady atomic.Bool
+	// started counts the requests started here, for the score policy's
+	// sent (the requests since its last scrape).
+	started atomic.Int64
+	// scrape is a score policy's last scrape of the pod.
+	scrape atomic.Pointer[podScrape]
 }
 
 // Address returns the endpoint's host:port.
@@ -104,6 +109,7 @@ func (e *Endpoint) tryStart(limit int64) bool {
 			}
 		}
 	}
+	e.started.Add(1)
 	e.gauge.Inc()
 	return true
 }
@@ -194,6 +200,9 @@ func (r *route) updateEndpoints(ready, terminating []string) {
 		return 0
 	})
 	r.ready.Store(&readyList)
+	if f, ok := r.policy.(endpointFollower); ok {
+		f.setReady(readyList)
+	}
 	r.m.ready.Set(float64(len(readyList)))
 	r.m.terminating.Set(float64(nTerm))
 	switch {

@@ -28,6 +28,8 @@ type instruments struct {
 	reloadSuccess   prometheus.Gauge
 	routes          prometheus.Gauge
 	connsRefused    prometheus.Counter
+	scrapeErrors    *prometheus.CounterVec
+	endpointScore   *prometheus.GaugeVec
 }
 
 func newInstruments(reg prometheus.Registerer) *instruments {
@@ -95,12 +97,20 @@ func newInstruments(reg prometheus.Registerer) *instruments {
 			Namespace: metricsNamespace, Subsystem: "activator", Name: "connections_refused_total",
 			Help: "Client connections closed as soon as accepted because --max-connections were open.",
 		}),
+		scrapeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "activator", Name: "scrape_errors_total",
+			Help: "Failed scrapes of a score route's pods, by route, endpoint and reason (timeout, too_large, parse, missing, http); the pod is scored on its requests in flight until a good scrape.",
+		}, []string{"route", "endpoint", "reason"}),
+		endpointScore: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Subsystem: "activator", Name: "endpoint_score",
+			Help: "A score route's score of each ready endpoint after its last scrape (lower wins; requests in flight alone while its data is stale or failing), by route and endpoint.",
+		}, []string{"route", "endpoint"}),
 	}
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	reg.MustRegister(m.inFlight, m.queued, m.requests, m.duration, m.queueWait, m.endpointFlight, m.endpoints,
 		m.retries, m.metricRefreshes, m.unmatched, m.reloads, m.reloadFailed, m.reloadSuccess, m.routes,
-		m.connsRefused)
+		m.connsRefused, m.scrapeErrors, m.endpointScore)
 	return m
 }
 
@@ -153,6 +163,22 @@ func (ri *routeInstruments) endpoint(addr string) prometheus.Gauge {
 
 func (ri *routeInstruments) forgetEndpoint(addr string) {
 	ri.m.endpointFlight.DeleteLabelValues(ri.labels[0], ri.labels[1], ri.labels[2], addr)
+	ri.forgetScore(addr)
+	ri.m.scrapeErrors.DeletePartialMatch(prometheus.Labels{"route": ri.labels[0], "endpoint": addr})
+}
+
+func (ri *routeInstruments) scrapeError(addr, reason string) {
+	ri.m.scrapeErrors.WithLabelValues(ri.labels[0], addr, reason).Inc()
+}
+
+func (ri *routeInstruments) setScore(addr string, v float64) {
+	ri.m.endpointScore.WithLabelValues(ri.labels[0], addr).Set(v)
+}
+
+// forgetScore drops the score of an endpoint that is no longer ready; its
+// error counts stay until it is forgotten.
+func (ri *routeInstruments) forgetScore(addr string) {
+	ri.m.endpointScore.DeleteLabelValues(ri.labels[0], addr)
 }
 
 // forget drops the route's series once it is gone from the configuration.
@@ -167,4 +193,6 @@ func (ri *routeInstruments) forget() {
 	ri.m.endpointFlight.DeletePartialMatch(l)
 	ri.m.endpoints.DeletePartialMatch(l)
 	ri.m.metricRefreshes.DeletePartialMatch(l)
+	ri.m.scrapeErrors.DeletePartialMatch(prometheus.Labels{"route": ri.labels[0]})
+	ri.m.endpointScore.DeletePartialMatch(prometheus.Labels{"route": ri.labels[0]})
 }

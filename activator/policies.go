@@ -3,8 +3,10 @@ package activator
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -69,44 +71,47 @@ func (randomPolicy) Pick(ready []*Endpoint) *Endpoint {
 }
 
 // metricValues is one refresh of a metric policy's query: value by
-// endpoint address.
+// endpoint address, and each endpoint's started count when the query was
+// sent (the base of sent).
 type metricValues struct {
 	at     time.Time
 	values map[string]float64
+	base   map[string]int64
 }
 
-// metricPolicy sends a request to the ready endpoint with the lowest value
-// of a per-pod query, in-flight count breaking ties, and falls back to
-// least-request while its data is stale.
+// metricPolicy scores each ready endpoint as value + inflight + sent: the
+// per-pod value of its query, this activator's requests in flight there,
+// and the requests it sent there since the query ran (which the value
+// cannot show yet). The lowest wins, ties broken at random, so that a
+// burst between two refreshes spreads instead of herding onto the pod
+// that looked idle. While its data is stale (older than three refreshes)
+// it scores on inflight alone, as least-request.
 type metricPolicy struct {
-	spec     MetricSpec
-	querier  MetricQuerier
-	pods     PodNamer // may be nil
-	ns       string   // namespace for pods
-	values   atomic.Pointer[metricValues]
-	now      func() time.Time
-	fallback leastRequest
+	spec    MetricSpec
+	querier MetricQuerier
+	pods    PodNamer // may be nil
+	ns      string   // namespace for pods
+	values  atomic.Pointer[metricValues]
+	now     func() time.Time
 }
 
 func (p *metricPolicy) Pick(ready []*Endpoint) *Endpoint {
 	mv := p.values.Load()
-	if mv == nil || p.now().Sub(mv.at) > 3*p.spec.Refresh {
-		return p.fallback.Pick(ready)
+	if mv != nil && p.now().Sub(mv.at) > 3*p.spec.Refresh {
+		mv = nil
 	}
-	n := len(ready)
-	// Start at a random place, so that exact ties do not all go to the
-	// first endpoint.
-	off := rand.IntN(n)
 	var best *Endpoint
-	var bestVal float64
-	var bestFlight int64
-	for k := range n {
-		ep := ready[(off+k)%n]
-		v := mv.values[ep.addr]
-		f := ep.inFlight.Load()
-		if best == nil || v < bestVal || v == bestVal && f < bestFlight {
-			best, bestVal, bestFlight = ep, v, f
+	var bestS float64
+	var ties uint32
+	for _, ep := range ready {
+		s := float64(ep.inFlight.Load())
+		if mv != nil {
+			// An endpoint that joined since the refresh has no data yet.
+			if b, ok := mv.base[ep.addr]; ok {
+				s += mv.values[ep.addr] + float64(ep.started.Load()-b)
+			}
 		}
+		best, bestS, ties = lowest(ep, s, true, best, bestS, ties)
 	}
 	return best
 }
@@ -137,6 +142,10 @@ func (p *metricPolicy) run(ctx context.Context, r *route) {
 func (p *metricPolicy) refresh(ctx context.Context, ready []*Endpoint) error {
 	qctx, cancel := context.WithTimeout(ctx, max(p.spec.Refresh, time.Second))
 	defer cancel()
+	base := make(map[string]int64, len(ready))
+	for _, ep := range ready {
+		base[ep.addr] = ep.started.Load()
+	}
 	res, err := p.querier.Query(qctx, p.spec.Query)
 	if err != nil {
 		return err
@@ -168,7 +177,7 @@ func (p *metricPolicy) refresh(ctx context.Context, ready []*Endpoint) error {
 			values[addr] = v
 		}
 	}
-	p.values.Store(&metricValues{at: p.now(), values: values})
+	p.values.Store(&metricValues{at: p.now(), values: values, base: base})
 	return nil
 }
 
@@ -196,8 +205,10 @@ func seriesEndpoint(index map[string]string, labels map[string]string) string {
 }
 
 // newPolicy builds the policy a route names.
-func newPolicy(rc *Route, q MetricQuerier, pods PodNamer) Policy {
+func newPolicy(rc *Route, q MetricQuerier, pods PodNamer, m *routeInstruments, scrapeClient *http.Client, logger *slog.Logger) Policy {
 	switch rc.Policy {
+	case PolicyScore:
+		return newScorePolicy(rc, m, scrapeClient, logger)
 	case PolicyRoundRobin:
 		return &roundRobin{}
 	case PolicyRandom:

@@ -96,17 +96,40 @@ func TestMetricSeriesMapping(t *testing.T) {
 	if p := mp.Pick(eps); p.addr != "10.0.0.1:80" {
 		t.Errorf("picked %s, want the lowest value", p.addr)
 	}
-	// Stale: falls back to least-request (which prefers the idle one).
+	// Stale: scored on requests in flight alone (the idle one wins).
 	mp.now = func() time.Time { return time.Now().Add(4 * time.Second) }
 	eps[0].inFlight.Store(100)
 	eps[1].inFlight.Store(100)
 	eps[2].inFlight.Store(100)
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for range 100 {
-		seen[mp.Pick(eps).addr] = true
+		seen[mp.Pick(eps).addr]++
 	}
-	if !seen["10.0.0.4:80"] || len(seen) < 2 {
-		t.Errorf("stale data did not fall back to least-request: %v", seen)
+	if seen["10.0.0.4:80"] != 100 {
+		t.Errorf("stale data did not fall back to requests in flight: %v", seen)
+	}
+}
+
+// TestMetricPolicyDoesNotHerd: between two refreshes, the requests sent
+// since raise a pod's score, so picks spread in proportion to the gaps
+// between the values instead of all going to the lowest.
+func TestMetricPolicyDoesNotHerd(t *testing.T) {
+	eps := testEndpoints("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	mp := &metricPolicy{spec: MetricSpec{Query: "x", Refresh: time.Minute}, now: time.Now}
+	mp.values.Store(&metricValues{at: time.Now(),
+		values: map[string]float64{"10.0.0.1:80": 5, "10.0.0.2:80": 1, "10.0.0.3:80": 3},
+		base:   map[string]int64{"10.0.0.1:80": 0, "10.0.0.2:80": 0, "10.0.0.3:80": 0}})
+	got := map[string]int{}
+	for range 30 {
+		ep := mp.Pick(eps)
+		ep.started.Add(1) // as tryStart counts it; the request finishes at once
+		got[ep.addr]++
+	}
+	// 9 + 30 picks spread to a score of 13 each: 8, 12 and 10.
+	for addr, want := range map[string]int{"10.0.0.1:80": 8, "10.0.0.2:80": 12, "10.0.0.3:80": 10} {
+		if d := got[addr] - want; d < -1 || d > 1 {
+			t.Errorf("%s got %d of 30 picks, want %d ± 1 (all: %v)", addr, got[addr], want, got)
+		}
 	}
 }
 

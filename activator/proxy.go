@@ -424,6 +424,11 @@ type exchange struct {
 	trace    propagation.MapCarrier
 	deadline time.Time
 	dirty    bool // bytes written to the client since the last flush
+	// prefix is the start of a bodyFixed body, read before an endpoint
+	// is picked to hash it for affinity; it is sent before the rest.
+	prefix []byte
+	key    uint64 // the affinity key's hash, if hasKey
+	hasKey bool
 }
 
 // proxy sends the request to an endpoint of the route and copies the
@@ -462,6 +467,11 @@ func (rt *route) proxy(w http.ResponseWriter, r *http.Request, ready []*Endpoint
 	}
 	if r.ProtoMajor == 1 && r.Header["Upgrade"] != nil && headerHasToken(r.Header["Connection"], "upgrade") {
 		x.upgrade = r.Header.Get("Upgrade")
+	}
+	if aff := rt.cfg.Affinity; aff != nil {
+		if code := x.readAffinityKey(aff); code != 0 {
+			return code
+		}
 	}
 
 	ctx := r.Context()
@@ -605,7 +615,7 @@ func (x *exchange) start(ctx context.Context, ready []*Endpoint, failed *Endpoin
 	for {
 		rt := x.rt
 		if len(ready) > 0 {
-			if ep := rt.pickExcluding(ready, failed); ep != nil && ep.tryStart(rt.limit) {
+			if ep := rt.pickExcluding(ready, failed, x.key, x.hasKey); ep != nil && ep.tryStart(rt.limit) {
 				if !ep.notReady.Load() {
 					return ep, 0
 				}
@@ -644,13 +654,14 @@ func (rt *route) waitFailed(w http.ResponseWriter, code int, span trace.Span) in
 
 // pickExcluding picks through the policy, avoiding one failed endpoint
 // when another is ready, and on a capped route picking only among the
-// endpoints with a free slot (nil if none has one).
-func (rt *route) pickExcluding(ready []*Endpoint, failed *Endpoint) *Endpoint {
+// endpoints with a free slot (nil if none has one). hasKey says the
+// request has an affinity key, key.
+func (rt *route) pickExcluding(ready []*Endpoint, failed *Endpoint, key uint64, hasKey bool) *Endpoint {
 	if rt.limit <= 0 && (failed == nil || len(ready) < 2) {
-		return rt.policy.Pick(ready)
+		return rt.pick(ready, key, hasKey)
 	}
 	if failed == nil && len(ready) > 0 && rt.allHaveRoom(ready) {
-		return rt.policy.Pick(ready) // nothing to leave out: no copy
+		return rt.pick(ready, key, hasKey) // nothing to leave out: no copy
 	}
 	others := make([]*Endpoint, 0, len(ready))
 	var failedHasRoom bool
@@ -666,11 +677,47 @@ func (rt *route) pickExcluding(ready []*Endpoint, failed *Endpoint) *Endpoint {
 	}
 	switch {
 	case len(others) > 0:
-		return rt.policy.Pick(others)
+		return rt.pick(others, key, hasKey)
 	case failedHasRoom || (rt.limit <= 0 && failed != nil):
 		return failed
 	}
 	return nil
+}
+
+// pick picks through the policy, with the affinity key if the request
+// has one and the policy takes it.
+func (rt *route) pick(ready []*Endpoint, key uint64, hasKey bool) *Endpoint {
+	if hasKey {
+		if kp, ok := rt.policy.(keyedPolicy); ok {
+			return kp.PickKeyed(ready, key)
+		}
+	}
+	return rt.policy.Pick(ready)
+}
+
+// readAffinityKey hashes the request's affinity key. For body-prefix, a
+// body of known length that is not buffered whole has its first
+// PrefixBytes read now (and sent first, see copyFixedBody); a chunked
+// body has no key and streams as it comes. It returns a status code when
+// reading the body failed and the client has been answered.
+func (x *exchange) readAffinityKey(aff *AffinitySpec) int {
+	var prefix []byte
+	if aff.Key == AffinityBodyPrefix {
+		switch x.kind {
+		case bodyBuffered:
+			prefix = x.body
+		case bodyFixed:
+			x.prefix = make([]byte, min(int64(aff.PrefixBytes), x.r.ContentLength))
+			if _, err := io.ReadFull(x.r.Body, x.prefix); err != nil {
+				code := clientBodyStatus(err)
+				http.Error(x.w, "reading the request body: "+err.Error(), code)
+				return code
+			}
+			prefix = x.prefix
+		}
+	}
+	x.key, x.hasKey = affinityKey(aff, x.r.Header, prefix)
+	return 0
 }
 
 // attempt runs one exchange with ep. It returns the status code sent to
@@ -934,6 +981,12 @@ func (e *clientBodyError) Unwrap() error { return e.err }
 
 func (x *exchange) copyFixedBody(bw *bufio.Writer) error {
 	n := x.r.ContentLength
+	if len(x.prefix) > 0 {
+		if _, err := bw.Write(x.prefix); err != nil {
+			return err
+		}
+		n -= int64(len(x.prefix))
+	}
 	for n > 0 {
 		if bw.Available() == 0 {
 			if err := bw.Flush(); err != nil {

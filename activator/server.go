@@ -103,6 +103,9 @@ type Activator struct {
 
 	table atomic.Pointer[table]
 
+	// scrapeClient scrapes the pods of score routes.
+	scrapeClient *http.Client
+
 	mu     sync.Mutex // serialises Apply and Close
 	routes map[string]*route
 	digest [32]byte
@@ -188,6 +191,12 @@ func New(opts Options) *Activator {
 		routes:       map[string]*route{},
 		hijacked:     map[net.Conn]struct{}{},
 	}
+	a.scrapeClient = &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: opts.DialTimeout}).DialContext,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}}
 	if a.demand == nil {
 		a.demand = noDemand{}
 	}
@@ -297,6 +306,15 @@ func sameBackend(a, b *Route) bool {
 	ac.Match, bc.Match = Match{}, Match{}
 	ac.Line, ac.Column, ac.index = 0, 0, 0
 	bc.Line, bc.Column, bc.index = 0, 0, 0
+	// Compiled expressions hold closures, which DeepEqual never finds
+	// equal: compare their sources.
+	for _, r := range []*Route{&ac, &bc} {
+		if r.Score != nil {
+			sc := *r.Score
+			sc.filter, sc.expression = nil, nil
+			r.Score = &sc
+		}
+	}
 	return reflect.DeepEqual(ac, bc)
 }
 
@@ -307,7 +325,7 @@ func (a *Activator) newRoute(rc *Route) *route {
 	}
 	r.m = a.m.forRoute(rc.Name, r.ns, r.svc)
 	pods, _ := a.opts.Services.(PodNamer)
-	r.policy = newPolicy(rc, a.opts.Metrics, pods)
+	r.policy = newPolicy(rc, a.opts.Metrics, pods, r.m, a.scrapeClient, a.logger)
 	empty := []*Endpoint{}
 	r.ready.Store(&empty)
 	return r
@@ -350,6 +368,9 @@ func (r *route) close(forget bool) {
 	if cancelMetric != nil {
 		cancelMetric()
 	}
+	if f, ok := r.policy.(endpointFollower); ok {
+		f.stop()
+	}
 	for _, ep := range eps {
 		ep.pool.close()
 	}
@@ -387,6 +408,7 @@ func (a *Activator) Close() {
 		r.close(false)
 	}
 	a.routes = map[string]*route{}
+	a.scrapeClient.CloseIdleConnections()
 }
 
 // Config returns the configuration in force.

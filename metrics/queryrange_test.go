@@ -177,16 +177,17 @@ func checkTimeSeries(t *testing.T, got []Series, start, end time.Time, step time
 func TestQueryRangeChunkedRequests(t *testing.T) {
 	dir := t.TempDir()
 	tokenFile := writeFile(t, dir, "token", "token-1\n")
-	fake := &rangeProm{delay: 150 * time.Millisecond}
+	fake := &rangeProm{delay: 600 * time.Millisecond}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	recorder := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	reg := prometheus.NewRegistry()
-	// Three requests of 150ms each take longer than the timeout of 250ms:
-	// the timeout bounds each request, not the call.
-	c, err := NewClient(ClientConfig{URL: srv.URL, Timeout: 250 * time.Millisecond, BearerTokenFile: tokenFile,
+	// Three requests of 600ms each take longer than the timeout of 1.5s:
+	// the timeout bounds each request, not the call. (900ms of slack a
+	// request: a loaded CI machine once took over 100ms more.)
+	c, err := NewClient(ClientConfig{URL: srv.URL, Timeout: 1500 * time.Millisecond, BearerTokenFile: tokenFile,
 		Headers: map[string]string{"X-Scope-OrgID": "tenant-a"}}, nil, reg, tp)
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +243,7 @@ func TestQueryRangeChunkedRequests(t *testing.T) {
 	}
 
 	// A request slower than the timeout fails the call.
-	fake.delay = time.Second
+	fake.delay = 3 * time.Second
 	_, err = c.QueryRange(t.Context(), "time()", start, start.Add(time.Second), time.Second)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "querying prometheus: ") {
 		t.Errorf("slow request: err = %v, want a deadline error starting with querying prometheus", err)

@@ -62,6 +62,11 @@ func isBool(t reflect.Type) bool { return t != nil && t.Kind() == reflect.Bool }
 
 // num compiles a numeric node, or returns nil when the fast path cannot.
 func (c *fastCompiler) num(n ast.Node) numFn {
+	if cn, ok := n.(*ast.ConditionalNode); ok {
+		// a ? 1 : x has no static type when its branches are an int and a
+		// float; it is a number all the same.
+		return c.conditionalNum(cn)
+	}
 	if !isNumber(n.Type()) {
 		return nil
 	}
@@ -106,21 +111,23 @@ func (c *fastCompiler) num(n ast.Node) numFn {
 		case "**", "^":
 			return func(f frame) float64 { return math.Pow(a(f), b(f)) }
 		}
-	case *ast.ConditionalNode:
-		cond, a, b := c.bool(n.Cond), c.num(n.Exp1), c.num(n.Exp2)
-		if cond == nil || a == nil || b == nil {
-			return nil
-		}
-		return func(f frame) float64 {
-			if cond(f) {
-				return a(f)
-			}
-			return b(f)
-		}
 	case *ast.BuiltinNode:
 		return c.builtin(n)
 	}
 	return nil
+}
+
+func (c *fastCompiler) conditionalNum(n *ast.ConditionalNode) numFn {
+	cond, a, b := c.bool(n.Cond), c.num(n.Exp1), c.num(n.Exp2)
+	if cond == nil || a == nil || b == nil {
+		return nil
+	}
+	return func(f frame) float64 {
+		if cond(f) {
+			return a(f)
+		}
+		return b(f)
+	}
 }
 
 func (c *fastCompiler) builtin(n *ast.BuiltinNode) numFn {

@@ -90,35 +90,8 @@ func (p *fileParser) errorf(n *yaml.Node, ruleSet, field, format string, args ..
 	p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, RuleSet: ruleSet, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-// offsetPos turns a byte offset in the string value of n into a file position.
-func (p *fileParser) offsetPos(n *yaml.Node, value string, offset int) (int, int) {
-	offset = min(max(offset, 0), len(value))
-	before := value[:offset]
-	nl := strings.Count(before, "\n")
-	col := offset - (strings.LastIndexByte(before, '\n') + 1)
-	switch n.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
-		line := n.Line + 1 + nl
-		indent := 0
-		if line-1 < len(p.lines) {
-			l := p.lines[line-1]
-			indent = len(l) - len(strings.TrimLeft(l, " "))
-		}
-		return line, indent + col + 1
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		if nl == 0 {
-			return n.Line, n.Column + 1 + col
-		}
-	default:
-		if nl == 0 {
-			return n.Line, n.Column + col
-		}
-	}
-	return n.Line + nl, col + 1
-}
-
 func (p *fileParser) errorAt(n *yaml.Node, value string, offset int, ruleSet, field, msg string) {
-	line, col := p.offsetPos(n, value, offset)
+	line, col := yamlpos.ValuePos(n, p.lines, value, offset)
 	p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, RuleSet: ruleSet, Field: field, Msg: msg})
 }
 

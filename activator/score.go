@@ -1,0 +1,281 @@
+package activator
+
+import (
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// podScrape is the last scrape of a pod by a score policy.
+type podScrape struct {
+	owner *scorePolicy
+	// at is when the scrape began, in nanoseconds since owner.epoch.
+	at int64
+	// sentBase is the endpoint's started count when the scrape began:
+	// requests started since are not in the pod's numbers yet.
+	sentBase int64
+	// vals are the metrics' values in the order of the spec; nil when
+	// the scrape failed.
+	vals []float64
+}
+
+// endpointFollower is a policy that follows its route's ready set (to
+// scrape its pods, or to place them on a hash ring). setReady is called
+// under the route's lock after every endpoint update; stop when the route
+// closes.
+type endpointFollower interface {
+	setReady(ready []*Endpoint)
+	stop()
+}
+
+// keyedPolicy picks with an affinity key.
+type keyedPolicy interface {
+	PickKeyed(ready []*Endpoint, key uint64) *Endpoint
+}
+
+var (
+	_ Policy           = (*scorePolicy)(nil)
+	_ keyedPolicy      = (*scorePolicy)(nil)
+	_ endpointFollower = (*scorePolicy)(nil)
+)
+
+// scorePolicy scores each ready pod with an expression over what the pod
+// reports on its metrics endpoint (scraped every interval by this
+// activator, never on the request path) and this activator's own live
+// counts, and sends the request to the lowest score, ties broken at
+// random. With affinity, a request with a key goes to the key's pod on a
+// hash ring unless that pod carries more than its bounded share.
+type scorePolicy struct {
+	route    string
+	spec     *ScoreSpec
+	aff      *AffinitySpec
+	nMetrics int
+	stale    int64 // spec.Scrape.StaleAfter in nanoseconds
+	epoch    time.Time
+	frames   sync.Pool // *[]float64 of nMetrics + len(scoreBuiltins())
+	ring     atomic.Pointer[hashRing]
+	scr      *scraper
+}
+
+func newScorePolicy(rc *Route, m *routeInstruments, client *http.Client, logger *slog.Logger) *scorePolicy {
+	p := &scorePolicy{
+		route:    rc.Name,
+		spec:     rc.Score,
+		aff:      rc.Affinity,
+		nMetrics: len(rc.Score.Metrics),
+		stale:    int64(rc.Score.Scrape.StaleAfter),
+		epoch:    time.Now(),
+	}
+	n := p.nMetrics + len(scoreBuiltins())
+	p.frames.New = func() any { f := make([]float64, n); return &f }
+	p.scr = newScraper(p, m, client, logger)
+	return p
+}
+
+// now returns the time since the policy's epoch, on the monotonic clock.
+func (p *scorePolicy) now() int64 { return int64(time.Since(p.epoch)) }
+
+// score computes ep's score into vals. fresh is false when the pod has no
+// recent good scrape: it is then scored on its requests in flight alone,
+// and passes the filter.
+func (p *scorePolicy) score(ep *Endpoint, vals []float64, now int64) (s float64, eligible, fresh bool) {
+	inflight := float64(ep.inFlight.Load())
+	sc := ep.scrape.Load()
+	if sc == nil || sc.owner != p || sc.vals == nil || now-sc.at > p.stale {
+		return inflight, true, false
+	}
+	copy(vals, sc.vals)
+	k := p.nMetrics
+	vals[k] = inflight
+	vals[k+1] = float64(ep.started.Load() - sc.sentBase)
+	vals[k+2] = float64(now-sc.at) / 1e9
+	eligible = p.spec.filter == nil || p.spec.filter.Condition(vals)
+	s = p.spec.expression.Number(vals)
+	if math.IsNaN(s) {
+		s = math.Inf(1)
+	}
+	return s, eligible, true
+}
+
+// Pick implements Policy: the lowest score among the pods that pass the
+// filter (all pods if none does), ties broken at random.
+func (p *scorePolicy) Pick(ready []*Endpoint) *Endpoint {
+	if len(ready) == 1 {
+		return ready[0]
+	}
+	fp := p.frames.Get().(*[]float64)
+	vals := *fp
+	now := p.now()
+	var (
+		best, bestAll   *Endpoint
+		bestS, bestAllS float64
+		ties, tiesAll   uint32
+	)
+	for _, ep := range ready {
+		s, ok, _ := p.score(ep, vals, now)
+		best, bestS, ties = lowest(ep, s, ok, best, bestS, ties)
+		bestAll, bestAllS, tiesAll = lowest(ep, s, true, bestAll, bestAllS, tiesAll)
+	}
+	p.frames.Put(fp)
+	if best != nil {
+		return best
+	}
+	return bestAll
+}
+
+// lowest folds one candidate into a running minimum, breaking ties
+// uniformly at random (reservoir sampling).
+func lowest(ep *Endpoint, s float64, ok bool, best *Endpoint, bestS float64, ties uint32) (*Endpoint, float64, uint32) {
+	switch {
+	case !ok:
+	case best == nil || s < bestS:
+		return ep, s, 1
+	case s == bestS:
+		ties++
+		if rand.Uint32N(ties) == 0 {
+			return ep, s, ties
+		}
+		return best, bestS, ties
+	}
+	return best, bestS, ties
+}
+
+// PickKeyed implements keyedPolicy with consistent hashing with bounded
+// loads (Mirrokni, Thorup and Zadimoghaddam, 2016): the first pod from
+// the key's place on the ring, among those that pass the filter, whose
+// requests in flight stay within ⌈loadFactor × average⌉ with this one
+// counted; the average is over the eligible pods.
+func (p *scorePolicy) PickKeyed(ready []*Endpoint, key uint64) *Endpoint {
+	ring := p.ring.Load()
+	if ring == nil || len(ring.points) == 0 || len(ready) == 1 {
+		return p.Pick(ready)
+	}
+	fp := p.frames.Get().(*[]float64)
+	vals := *fp
+	defer p.frames.Put(fp)
+	now := p.now()
+	var total, n int64
+	var allTotal int64
+	for _, ep := range ready {
+		f := ep.inFlight.Load()
+		allTotal += f
+		if _, ok, _ := p.score(ep, vals, now); ok {
+			total += f
+			n++
+		}
+	}
+	filtered := n > 0
+	if !filtered {
+		total, n = allTotal, int64(len(ready))
+	}
+	bound := int64(math.Ceil(p.aff.LoadFactor * float64(total+1) / float64(n)))
+	same := ring.sameAs(ready)
+	i, _ := slices.BinarySearchFunc(ring.points, key, func(pt ringPoint, k uint64) int {
+		switch {
+		case pt.hash < k:
+			return -1
+		case pt.hash > k:
+			return 1
+		}
+		return 0
+	})
+	for k := range ring.points {
+		ep := ring.points[(i+k)%len(ring.points)].ep
+		if !same && !slices.Contains(ready, ep) {
+			continue
+		}
+		if ep.inFlight.Load() >= bound {
+			continue
+		}
+		if filtered {
+			if _, ok, _ := p.score(ep, vals, now); !ok {
+				continue
+			}
+		}
+		return ep
+	}
+	return p.Pick(ready)
+}
+
+// ringPoint is one of an endpoint's places on the hash ring.
+type ringPoint struct {
+	hash uint64
+	ep   *Endpoint
+}
+
+// hashRing places each ready endpoint at ringReplicas points, hashed from
+// its address, so that every activator replica builds the same ring and
+// an endpoint joining or leaving moves only the keys of its own arcs.
+type hashRing struct {
+	points []ringPoint
+	eps    []*Endpoint // the ready set it was built from
+}
+
+// ringReplicas is the points per endpoint: enough that the arcs of a few
+// pods are within a few percent of equal.
+const ringReplicas = 160
+
+func newHashRing(ready []*Endpoint) *hashRing {
+	r := &hashRing{points: make([]ringPoint, 0, len(ready)*ringReplicas), eps: ready}
+	var buf []byte
+	for _, ep := range ready {
+		for i := range ringReplicas {
+			buf = append(buf[:0], ep.addr...)
+			buf = append(buf, '#', byte(i>>8), byte(i))
+			r.points = append(r.points, ringPoint{hash: xxhash.Sum64(buf), ep: ep})
+		}
+	}
+	slices.SortFunc(r.points, func(a, b ringPoint) int {
+		switch {
+		case a.hash < b.hash:
+			return -1
+		case a.hash > b.hash:
+			return 1
+		}
+		return 0
+	})
+	return r
+}
+
+// sameAs reports whether ready is the set the ring was built from, so
+// that membership needs no check.
+func (r *hashRing) sameAs(ready []*Endpoint) bool {
+	return len(ready) == len(r.eps) && len(ready) > 0 && &ready[0] == &r.eps[0]
+}
+
+// setReady implements endpointFollower.
+func (p *scorePolicy) setReady(ready []*Endpoint) {
+	if p.aff != nil {
+		p.ring.Store(newHashRing(ready))
+	}
+	p.scr.follow(ready)
+}
+
+// stop implements endpointFollower.
+func (p *scorePolicy) stop() { p.scr.stop() }
+
+// affinityKey hashes a request's affinity key; ok is false when the
+// request has none (no such header, no body, or a body of unknown length).
+func affinityKey(spec *AffinitySpec, h http.Header, prefix []byte) (key uint64, ok bool) {
+	switch spec.Key {
+	case AffinityHeader:
+		v := h[spec.Header]
+		if len(v) == 0 || v[0] == "" {
+			return 0, false
+		}
+		return xxhash.Sum64String(v[0]), true
+	case AffinityBodyPrefix:
+		if len(prefix) == 0 {
+			return 0, false
+		}
+		return xxhash.Sum64(prefix[:min(len(prefix), spec.PrefixBytes)]), true
+	}
+	return 0, false
+}
