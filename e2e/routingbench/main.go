@@ -53,6 +53,7 @@ type options struct {
 
 	capacityTime        time.Duration
 	capacityConcurrency int
+	capacityPolicy      string
 	requestTimeout      time.Duration
 
 	svg  string
@@ -89,10 +90,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.slowdown, "slowdown", 2, "the slow pod's --slowdown (1: all pods alike)")
 	fs.Float64Var(&o.timeScale, "time-scale", 0.25, "llmsim's --time-scale: wall time per simulated second; latencies and tokens per second are reported in simulated time")
 	fs.IntVar(&maxNumSeqs, "max-num-seqs", 16, "llmsim's --max-num-seqs")
-	fs.IntVar(&kvBlocks, "kv-blocks", 1024, "llmsim's --kv-blocks (16-token blocks): 1024 hold about 7 of the 16 shared prefixes")
+	fs.IntVar(&kvBlocks, "kv-blocks", 704, "llmsim's --kv-blocks (16-token blocks): with 704 the 16 shared prefixes (2,000 blocks) need 71 % of the four pods' KV cache, like llm-d's shared-prefix benchmark (73 %)")
 	fs.IntVar(&mxw, "max-waiting", 1000, "llmsim's --max-waiting")
 	fs.DurationVar(&capacityTime, "capacity-time", 20*time.Second, "length of each workload's closed-loop capacity run (wall time; the first quarter is warm-up)")
 	fs.IntVar(&o.capacityConcurrency, "capacity-concurrency", 0, "clients of the capacity run; 0: twice the pods' batch slots (2 × pods × max-num-seqs)")
+	fs.StringVar(&o.capacityPolicy, "capacity-policy", leastRequest, "policy of the capacity run: least-request fills every pod (the cluster's capacity); round-robin is bounded by the slow pod (what a plain Service carries)")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Minute, "give up on one request after this long (wall time)")
 	fs.StringVar(&o.svg, "svg", defaultSVG, "where to write the chart of TTFT distributions")
 	fs.BoolVar(&o.doc, "doc", false, "write the chart to docs/routing.svg instead of --svg (run from the repository's root)")
@@ -183,6 +185,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	check(o.kvBlocks >= 1, "--kv-blocks %d: need at least 1", o.kvBlocks)
 	check(o.maxWaiting >= 1, "--max-waiting %d: need at least 1", o.maxWaiting)
 	check(o.capacityTime >= time.Second, "--capacity-time %v: need at least 1s", o.capacityTime)
+	check(o.capacityPolicy == roundRobin || o.capacityPolicy == leastRequest, "--capacity-policy %q: need round-robin or least-request", o.capacityPolicy)
 	check(o.capacityConcurrency >= 0, "--capacity-concurrency %d: must not be negative", o.capacityConcurrency)
 	check(o.requestTimeout > 0, "--request-timeout %v: must be positive", o.requestTimeout)
 	check(o.svg != "", "--svg: empty path")
@@ -261,7 +264,11 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 		return err
 	}
 
-	cfg, err := activatorConfig(o.policies, b.podAddrs)
+	routes := o.policies
+	if !slices.Contains(routes, o.capacityPolicy) {
+		routes = append(slices.Clone(routes), o.capacityPolicy)
+	}
+	cfg, err := activatorConfig(routes, b.podAddrs)
 	if err != nil {
 		return err
 	}
@@ -397,17 +404,20 @@ func (b *bench) restartPods(ctx context.Context) error {
 	}
 }
 
-// capacity measures what round-robin sustains on workload w: a closed
-// loop of many clients, more than the pods' batch slots, so that the
-// slow pod's queue never empties. Round-robin gives each pod the same
-// share, so the slow pod bounds it: this is the load a plain Service
-// carries, the baseline the loads are fractions of.
+// capacity measures the requests per second (wall time) the pods sustain
+// on workload w: a closed loop of many clients, twice the pods' batch
+// slots. Through least-request (the default) every pod keeps a full
+// batch and a queue behind it, so this is the cluster's capacity, the
+// sum of the pods'; at 80 % of it, round-robin, which gives the slow
+// pod a quarter of the requests for a seventh of the capacity, overloads
+// that pod. Through round-robin the slow pod bounds it: what a plain
+// Service carries.
 func (b *bench) capacity(ctx context.Context, stdout io.Writer, w workload, reqs []request, bodies [][]byte) (float64, error) {
 	if err := b.restartPods(ctx); err != nil {
 		return 0, err
 	}
 	const warm = 0.25
-	r := b.client.closedLoop(ctx, roundRobin, reqs, bodies, b.o.capacityConcurrency, b.o.capacityTime, warm)
+	r := b.client.closedLoop(ctx, b.o.capacityPolicy, reqs, bodies, b.o.capacityConcurrency, b.o.capacityTime, warm)
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
@@ -419,8 +429,8 @@ func (b *bench) capacity(ctx context.Context, stdout io.Writer, w workload, reqs
 	for _, x := range r.ok {
 		tokens += x.completion
 	}
-	fmt.Fprintf(stdout, "%s: round-robin capacity %.2f req/s wall (%.2f req/s, %.0f output tok/s simulated), %d clients, %d requests in %v",
-		w, rate, rate*b.o.timeScale, float64(tokens)/r.window.Seconds()*b.o.timeScale, b.o.capacityConcurrency, len(r.ok), r.window.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "%s: capacity through %s %.2f req/s wall (%.2f req/s, %.0f output tok/s simulated), %d clients, %d requests in %v",
+		w, b.o.capacityPolicy, rate, rate*b.o.timeScale, float64(tokens)/r.window.Seconds()*b.o.timeScale, b.o.capacityConcurrency, len(r.ok), r.window.Round(time.Millisecond))
 	if r.failures > 0 {
 		fmt.Fprintf(stdout, ", %d failed (e.g. %v)", r.failures, r.err)
 	}
