@@ -121,3 +121,32 @@ func TestOpenLoopDueTimes(t *testing.T) {
 		}
 	}
 }
+
+// TestClosedLoop checks that the loop keeps its clients busy and counts
+// only the requests that end after the warm-up: 4 clients, answers of
+// about 100ms, a 1.2s loop of which the last 0.9s count, so at most 4 ×
+// 0.9 / 0.1 = 36 requests.
+func TestClosedLoop(t *testing.T) {
+	srv, calls := fakePod(t, 100*time.Millisecond)
+	c := newClient(strings.TrimPrefix(srv.URL, "http://"), "m", 10*time.Second)
+	defer c.close()
+	reqs := []request{{user: "a", maxTokens: 1}, {user: "refuse", maxTokens: 1}}
+	var bodies [][]byte
+	for _, r := range reqs {
+		b, _ := c.body(r)
+		bodies = append(bodies, b)
+	}
+	r := c.closedLoop(context.Background(), roundRobin, reqs, bodies, 4, 1200*time.Millisecond, 0.25)
+	if r.window != 900*time.Millisecond {
+		t.Errorf("window %v, want 900ms", r.window)
+	}
+	if len(r.ok) == 0 || len(r.ok) > 36 {
+		t.Errorf("%d requests succeeded in the window, want 1 to 36", len(r.ok))
+	}
+	if r.failures == 0 || r.err == nil || !strings.Contains(r.err.Error(), "429") {
+		t.Errorf("%d failures (%v): the refused requests were not counted", r.failures, r.err)
+	}
+	if n := calls.Load(); n < int64(len(r.ok)+r.failures) {
+		t.Errorf("%d calls for %d results", n, len(r.ok)+r.failures)
+	}
+}

@@ -26,15 +26,22 @@
 //     prefix.
 //   - shared-prefix: one of 16 system prompts of 2,000 words (uniformly
 //     chosen) and a question of 20 to 60 words, 20 to 80 output tokens.
-//     The 16 prefixes need 2,000 KV blocks; a pod has 1,024, so a pod that
-//     sees every prefix (round-robin) keeps evicting them, while one that
-//     sees a quarter of them keeps them.
+//     The 16 prefixes need 2,000 KV blocks of 16 tokens; a pod has 704
+//     (--kv-blocks), so the prefixes need 71 % of the four pods' KV cache,
+//     as in llm-d's shared-prefix benchmark (73 %): a pod that sees every
+//     prefix (round-robin) keeps evicting them, one that sees a quarter
+//     of them can keep them.
 //
 // Each workload first measures capacity: a closed loop through
-// round-robin with twice as many clients as the pods have batch slots, 20
-// s, the first quarter not counted. Round-robin gives every pod the same
-// share, so the slow pod bounds it: capacity is what a plain Kubernetes
-// Service carries. Then, for each load (50 %, 80 %, 95 % of that
+// least-request with twice as many clients as the pods have batch slots,
+// for 20 s, the first quarter not counted. Every pod then runs a full
+// batch with a queue behind it, so capacity is the cluster's, the sum of
+// the pods' (3.5 fast pods' worth). Round-robin gives the slow pod a
+// quarter of the requests for a seventh of the capacity, so from about
+// 57 % load on it overloads that pod, as a plain Kubernetes Service
+// would. (--capacity-policy round-robin makes capacity what round-robin
+// itself sustains instead; the cluster is then at most 4/7 busy, and the
+// policies differ much less.) Then, for each load (50 %, 80 %, 95 % of that
 // capacity) and each policy, it sends the same seeded sequence of Poisson
 // arrivals (24 warm-up requests, then 240 measured ones), open loop:
 // latencies count from each request's due time, so a slow answer never
@@ -42,8 +49,9 @@
 // with empty caches and queues.
 //
 // It prints, per workload, load and policy: TTFT p50/p90/p99 and
-// end-to-end p99, output tokens per second (from the first measured
-// arrival to the last completion), the prefix-cache hit rate (the sum of
+// end-to-end p99, output tokens per second (token frames received while
+// the measured requests arrive, so the drain after the last arrival does
+// not count), the prefix-cache hit rate (the sum of
 // cached_tokens over the sum of prompt_tokens), each pod's share of the
 // requests (from x-inference-pod), failures, and the ratios to
 // round-robin; then the aims of issue 12, PASS or MISS (they do not fail
@@ -67,8 +75,10 @@
 // time shows as 4 ms. Compare policies within one run; absolute numbers
 // move between machines.
 //
-// A full run takes about N minutes on two cores; --quick (one load, 40
-// requests per cell) is a smoke test of about a minute. Useful flags:
+// A full run (24 cells of 264 requests, two capacity runs) takes about
+// 4.5 minutes on two cores, of which it keeps about one busy; --quick
+// (one load, 40 requests per cell, 6 s capacity runs) is a smoke test of
+// about 40 seconds. Useful flags:
 // --policies and --workloads (comma-separated subsets), --loads,
 // --requests, --warmup, --seed, --time-scale, --kv-blocks,
 // --max-num-seqs, --capacity-time, --keep (keep the pods' and the

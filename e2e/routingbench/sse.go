@@ -149,22 +149,22 @@ func readStream(r io.Reader, onToken func()) (stream, error) {
 // scanLines splits at LF, CRLF or a lone CR, as SSE allows, keeping empty
 // lines (they end events).
 func scanLines(data []byte, atEOF bool) (advance int, token []byte, err error) {
-	for i, b := range data {
-		switch b {
-		case '\n':
+	// The scanner calls this again with more data until a line ends:
+	// IndexAny keeps each call fast on a long frame arriving in pieces.
+	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+		if data[i] == '\n' {
 			return i + 1, data[:i], nil
-		case '\r':
-			if i+1 < len(data) {
-				if data[i+1] == '\n' {
-					return i + 2, data[:i], nil
-				}
-				return i + 1, data[:i], nil
-			}
-			if atEOF {
-				return i + 1, data[:i], nil
-			}
-			return 0, nil, nil // need the next byte to know if it is CRLF
 		}
+		if i+1 < len(data) {
+			if data[i+1] == '\n' {
+				return i + 2, data[:i], nil
+			}
+			return i + 1, data[:i], nil
+		}
+		if atEOF {
+			return i + 1, data[:i], nil
+		}
+		return 0, nil, nil // need the next byte to know if it is CRLF
 	}
 	if atEOF && len(data) > 0 {
 		return len(data), data, nil
