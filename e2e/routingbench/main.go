@@ -28,6 +28,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = run(ctx, o, os.Stdout, os.Stderr)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = errors.New("interrupted; every process it started is stopped")
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "routingbench:", err)
