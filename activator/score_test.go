@@ -70,7 +70,7 @@ func (p *fakePod) serve(w http.ResponseWriter, r *http.Request) {
 		"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"m\"} 0\n", waiting)
 	switch fault {
 	case "slow":
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(600 * time.Millisecond)
 	case "huge":
 		body += strings.Repeat("padding_metric{l=\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"} 1\n", 30000)
 	case "malformed":
@@ -158,7 +158,10 @@ func TestScoreScrapeFaults(t *testing.T) {
 			a, b := newFakePod(t, "a"), newFakePod(t, "b")
 			a.set(3, "")  // scores 6 + inflight
 			b.set(10, "") // scores 20 + inflight while its scrapes work
-			h := startActivator(t, scoreRoute([]string{hostOf(a.srv), hostOf(b.srv)}, ""), Options{})
+			// A timeout of 200ms: reading a huge exposition under -race
+			// on a loaded machine must not time out first.
+			h := startActivator(t, strings.Replace(scoreRoute([]string{hostOf(a.srv), hostOf(b.srv)}, ""),
+				"interval: 20ms, timeout: 15ms", "interval: 250ms, timeout: 200ms", 1), Options{})
 			scoredAll(t, h, a, b)
 			b.set(10, fault)
 			labels := map[string]string{"route": "s", "endpoint": hostOf(b.srv), "reason": reason}
@@ -166,11 +169,11 @@ func TestScoreScrapeFaults(t *testing.T) {
 				v, _ := metricValue(t, h.reg, "nemesis_activator_scrape_errors_total", labels)
 				return v >= 2
 			})
-			if c := distribution(t, h.url, 20); c["b"] != 20 {
-				t.Errorf("with failing scrapes: %v, want all 20 on b (scored 0 in flight against a's 6)", c)
-			}
 			if v, _ := metricValue(t, h.reg, "nemesis_activator_endpoint_score", map[string]string{"route": "s", "endpoint": hostOf(b.srv)}); v != 0 {
 				t.Errorf("b's score %v while failing, want its in-flight count 0", v)
+			}
+			if c := distribution(t, h.url, 20); c["b"] != 20 {
+				t.Errorf("with failing scrapes: %v, want all 20 on b (scored 0 in flight against a's 6)", c)
 			}
 			b.set(10, "")
 			eventually(t, "b scored on its numbers again", func() bool {

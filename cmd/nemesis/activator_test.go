@@ -28,7 +28,7 @@ func TestActivatorBadConfig(t *testing.T) {
 			config: "routes:\n  - name: a\n    endpoints: [nope]\n    policy: fast\n",
 			wantStderr: []string{
 				`activator.yaml:3:17: route \"a\": endpoints: \"nope\" is not host:port`,
-				`activator.yaml:4:13: route \"a\": policy: \"fast\" is not round-robin, least-request, random or metric`,
+				`activator.yaml:4:13: route \"a\": policy: \"fast\" is not round-robin, least-request, random, metric or score`,
 			},
 		},
 		"service route without a cluster": {
