@@ -647,7 +647,27 @@ func TestWatchesOnlySubscribedNamespaces(t *testing.T) {
 	defer e.se.Subscribe(ns, "web", 80, r.update)()
 	defer e.se.Subscribe("other", "web", 80, r.update)()
 	e.sync()
-	seen := map[string]bool{}
+	wants := []string{
+		"list services ml", "watch services ml", "list endpointslices ml", "watch endpointslices ml",
+		"list services other", "list endpointslices other",
+	}
+	// An informer is synced after its list; its watch may start a moment
+	// later: wait for the actions, then check them.
+	var seen map[string]bool
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		seen = map[string]bool{}
+		for _, a := range e.client.Actions() {
+			if a.GetVerb() == "list" || a.GetVerb() == "watch" {
+				seen[a.GetVerb()+" "+a.GetResource().Resource+" "+a.GetNamespace()] = true
+			}
+		}
+		missing := slices.ContainsFunc(wants, func(w string) bool { return !seen[w] })
+		if !missing || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, a := range e.client.Actions() {
 		if a.GetVerb() != "list" && a.GetVerb() != "watch" {
 			continue
@@ -655,17 +675,13 @@ func TestWatchesOnlySubscribedNamespaces(t *testing.T) {
 		if a.GetNamespace() == "" {
 			t.Errorf("cluster-wide %s %s", a.GetVerb(), a.GetResource().Resource)
 		}
-		seen[a.GetVerb()+" "+a.GetResource().Resource+" "+a.GetNamespace()] = true
 		if l, ok := a.(k8stesting.ListAction); ok && a.GetResource().Resource == "endpointslices" {
 			if got := l.GetListRestrictions().Labels.String(); got != discoveryv1.LabelServiceName {
 				t.Errorf("endpointslices listed with label selector %q", got)
 			}
 		}
 	}
-	for _, want := range []string{
-		"list services ml", "watch services ml", "list endpointslices ml", "watch endpointslices ml",
-		"list services other", "list endpointslices other",
-	} {
+	for _, want := range wants {
 		if !seen[want] {
 			t.Errorf("no %q; saw %v", want, seen)
 		}
