@@ -26,15 +26,6 @@ type podScrape struct {
 	vals []float64
 }
 
-// sentSince returns the requests started at ep since the last scrape
-// began (0 without one).
-func (ep *Endpoint) sentSince() int64 {
-	if sc := ep.scrape.Load(); sc != nil {
-		return ep.started.Load() - sc.sentBase
-	}
-	return 0
-}
-
 // endpointFollower is a policy that follows its route's ready set (to
 // scrape its pods, or to place them on a hash ring). setReady is called
 // under the route's lock after every endpoint update; stop when the route
@@ -91,26 +82,36 @@ func newScorePolicy(rc *Route, m *routeInstruments, client *http.Client, logger 
 // now returns the time since the policy's epoch, on the monotonic clock.
 func (p *scorePolicy) now() int64 { return int64(time.Since(p.epoch)) }
 
-// score computes ep's score into vals. fresh is false when the pod has no
-// recent good scrape: it is then scored on its requests in flight alone,
-// and passes the filter.
-func (p *scorePolicy) score(ep *Endpoint, vals []float64, now int64) (s float64, eligible, fresh bool) {
-	inflight := float64(ep.inFlight.Load())
+// rate reads ep's counters and last scrape once and returns it as a
+// candidate: its load (requests in flight, and sent since the scrape
+// began) and, if withScore, its score; and whether it passes the filter.
+// A pod without a recent good scrape is scored on its requests in flight
+// alone and passes the filter. vals is scratch space for the variables.
+func (p *scorePolicy) rate(ep *Endpoint, vals []float64, now int64, withScore bool) (c pickBest, eligible bool) {
+	inflight := ep.inFlight.Load()
+	c = pickBest{ep: ep, score: float64(inflight), load: inflight}
 	sc := ep.scrape.Load()
-	if sc == nil || sc.owner != p || sc.vals == nil || now-sc.at > p.stale {
-		return inflight, true, false
+	if sc == nil {
+		return c, true
+	}
+	sent := ep.started.Load() - sc.sentBase
+	c.load += sent
+	if sc.owner != p || sc.vals == nil || now-sc.at > p.stale {
+		return c, true
 	}
 	copy(vals, sc.vals)
 	k := p.nMetrics
-	vals[k] = inflight
-	vals[k+1] = float64(ep.sentSince())
+	vals[k] = float64(inflight)
+	vals[k+1] = float64(sent)
 	vals[k+2] = float64(now-sc.at) / 1e9
 	eligible = p.spec.filter == nil || p.spec.filter.Condition(vals)
-	s = p.spec.expression.Number(vals)
-	if math.IsNaN(s) {
-		s = math.Inf(1)
+	if withScore {
+		c.score = p.spec.expression.Number(vals)
+		if math.IsNaN(c.score) {
+			c.score = math.Inf(1)
+		}
 	}
-	return s, eligible, true
+	return c, eligible
 }
 
 // Pick implements Policy: the lowest score among the pods that pass the
@@ -127,8 +128,7 @@ func (p *scorePolicy) Pick(ready []*Endpoint) *Endpoint {
 	now := p.now()
 	var best, bestAll pickBest
 	for _, ep := range ready {
-		s, ok, _ := p.score(ep, vals, now)
-		c := pickBest{ep: ep, score: s, load: ep.inFlight.Load() + ep.sentSince()}
+		c, ok := p.rate(ep, vals, now, true)
 		if ok {
 			best.fold(c)
 		}
@@ -186,7 +186,7 @@ func (p *scorePolicy) PickKeyed(ready []*Endpoint, key uint64) *Endpoint {
 	for _, ep := range ready {
 		f := ep.inFlight.Load()
 		allTotal += f
-		if _, ok, _ := p.score(ep, vals, now); ok {
+		if _, ok := p.rate(ep, vals, now, false); ok {
 			total += f
 			n++
 		}
@@ -215,7 +215,7 @@ func (p *scorePolicy) PickKeyed(ready []*Endpoint, key uint64) *Endpoint {
 			continue
 		}
 		if filtered {
-			if _, ok, _ := p.score(ep, vals, now); !ok {
+			if _, ok := p.rate(ep, vals, now, false); !ok {
 				continue
 			}
 		}

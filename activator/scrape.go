@@ -174,9 +174,9 @@ func (s *scraper) once(ctx context.Context, ep *Endpoint, url string, buf *bytes
 	}
 	ep.scrape.Store(sc)
 	fp := p.frames.Get().(*[]float64)
-	score, _, _ := p.score(ep, *fp, p.now())
+	c, _ := p.rate(ep, *fp, p.now(), true)
 	p.frames.Put(fp)
-	s.m.setScore(ep.addr, score)
+	s.m.setScore(ep.addr, c.score)
 	return reason, err
 }
 
