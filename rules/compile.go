@@ -176,19 +176,11 @@ func (p *fileParser) compileExpr(rs *RuleSet, n *yaml.Node, field string, withRe
 		opts = append(opts, expr.DisableBuiltin(name))
 	}
 	// Name a disabled built-in as such, rather than as an unknown name.
-	if parseErr == nil {
-		var calls callNames
-		ast.Walk(&parsed.Node, &calls)
-		reported := false
+	if calls := disabledCalls(src); len(calls) > 0 {
 		for _, c := range calls {
-			if msg, ok := disabledBuiltin(c.name); ok {
-				p.errorAt(n, src, runeOffset(src, c.from), rs.Name, field, msg)
-				reported = true
-			}
+			p.errorAt(n, src, c.Offset, rs.Name, field, c.Msg)
 		}
-		if reported {
-			return nil, nil
-		}
+		return nil, nil
 	}
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {

@@ -32,6 +32,25 @@ type FormulaError struct {
 
 func (e *FormulaError) Error() string { return e.Msg }
 
+// disabledCalls returns a problem for each call of a built-in the sandbox
+// takes away, in the order written; none if src does not parse (the
+// compiler reports that).
+func disabledCalls(src string) []FormulaError {
+	parsed, err := exprparser.Parse(src)
+	if err != nil {
+		return nil
+	}
+	var calls callNames
+	ast.Walk(&parsed.Node, &calls)
+	var out []FormulaError
+	for _, c := range calls {
+		if msg, ok := disabledBuiltin(c.name); ok {
+			out = append(out, FormulaError{Offset: runeOffset(src, c.from), Msg: msg})
+		}
+	}
+	return out
+}
+
 // CompileNumber compiles src, an expression that computes a number from
 // the variables vars (all numbers), with the sandbox of rule files. A
 // value for Number gives the variables in the order of vars.
@@ -67,14 +86,8 @@ func compileFormula(src string, vars []string, cond bool) (*Formula, error) {
 	for _, name := range disabledBuiltinNames() {
 		opts = append(opts, expr.DisableBuiltin(name))
 	}
-	if parsed, err := exprparser.Parse(src); err == nil {
-		var calls callNames
-		ast.Walk(&parsed.Node, &calls)
-		for _, c := range calls {
-			if msg, ok := disabledBuiltin(c.name); ok {
-				return nil, &FormulaError{Offset: runeOffset(src, c.from), Msg: msg}
-			}
-		}
+	if calls := disabledCalls(src); len(calls) > 0 {
+		return nil, &calls[0]
 	}
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
