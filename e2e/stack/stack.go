@@ -48,6 +48,9 @@ type App struct {
 	MaxReplicas     int
 	PollingInterval int // seconds
 	CooldownPeriod  int // seconds
+	// ScaleDownWindow is the HPA's scale-down stabilization window in
+	// seconds: 0 follows every decision down at once.
+	ScaleDownWindow int
 	ScalerAddress   string
 	RuleSet         string
 }
