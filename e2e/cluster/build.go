@@ -22,9 +22,10 @@ type Binaries struct {
 	KEDAAdapter       string
 	// KEDACRDs is the directory of KEDA's CRDs (config/crd/bases in KEDA's
 	// module).
-	KEDACRDs  string
-	Nemesis   string
-	SampleApp string
+	KEDACRDs string
+	// Images maps each container image of the suite's manifests to the
+	// binary that runs it: nemesis, the sample app and llmsim.
+	Images map[string]string
 }
 
 // toolSet is one pinned tools module under e2e/tools and what it builds.
@@ -91,19 +92,24 @@ func moduleDir(ctx context.Context, dir, mod string) (string, error) {
 }
 
 // buildRepo builds this repository's commands that run in the cluster into
-// dir: nemesis and the sample app.
-func buildRepo(ctx context.Context, repo, dir string) (nemesis, sampleapp string, err error) {
-	nemesis = filepath.Join(dir, "nemesis")
-	sampleapp = filepath.Join(dir, "sampleapp")
-	for bin, pkg := range map[string]string{nemesis: "./cmd/nemesis", sampleapp: "./e2e/sampleapp"} {
+// dir, and returns them by the image that stands for each.
+func buildRepo(ctx context.Context, repo, dir string) (map[string]string, error) {
+	images := map[string]string{}
+	for image, pkg := range map[string]string{
+		NemesisImage:   "./cmd/nemesis",
+		SampleAppImage: "./e2e/sampleapp",
+		LLMSimImage:    "./e2e/llmsim",
+	} {
+		bin := filepath.Join(dir, filepath.Base(pkg))
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, pkg)
 		cmd.Dir = repo
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+			return nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 		}
+		images[image] = bin
 	}
-	return nemesis, sampleapp, nil
+	return images, nil
 }
 
 // Build builds (or finds in the cache) every binary of a local cluster.
@@ -126,7 +132,7 @@ func Build(ctx context.Context, logger *slog.Logger, repo, cacheDir, binDir stri
 	if err != nil {
 		return nil, err
 	}
-	nemesis, sampleapp, err := buildRepo(ctx, repo, binDir)
+	images, err := buildRepo(ctx, repo, binDir)
 	if err != nil {
 		return nil, err
 	}
@@ -136,8 +142,7 @@ func Build(ctx context.Context, logger *slog.Logger, repo, cacheDir, binDir stri
 		KEDAOperator:      filepath.Join(keda, "operator"),
 		KEDAAdapter:       filepath.Join(keda, "adapter"),
 		KEDACRDs:          filepath.Join(kedaMod, "config", "crd", "bases"),
-		Nemesis:           nemesis,
-		SampleApp:         sampleapp,
+		Images:            images,
 	}, nil
 }
 

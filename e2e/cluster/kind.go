@@ -88,7 +88,7 @@ func (k *Kind) Start(ctx context.Context) (c *Cluster, err error) {
 
 	// Images: the repository's binaries on a distroless base.
 	binDir := filepath.Join(dir, "bin")
-	nemesis, sampleapp, err := buildRepo(ctx, k.Repo, binDir)
+	built, err := buildRepo(ctx, k.Repo, binDir)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func (k *Kind) Start(ctx context.Context) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for image, bin := range map[string]string{NemesisImage: nemesis, SampleAppImage: sampleapp} {
+	for image, bin := range built {
 		if err := dockerImage(ctx, image, bin); err != nil {
 			return nil, err
 		}
@@ -165,7 +165,7 @@ func (k *Kind) Start(ctx context.Context) (c *Cluster, err error) {
 		Client:           client,
 		PrometheusURL:    "http://" + promAddr,
 		PodPrometheusURL: "http://prometheus-server.monitoring.svc",
-		Images:           map[string]string{NemesisImage: NemesisImage, SampleAppImage: SampleAppImage},
+		Images:           map[string]string{NemesisImage: NemesisImage, SampleAppImage: SampleAppImage, LLMSimImage: LLMSimImage},
 		Dir:              dir,
 		ServiceAddress:   pf.address,
 		Logs: func(ctx context.Context, namespace, pod, container string) ([]byte, error) {

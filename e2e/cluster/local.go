@@ -337,7 +337,7 @@ func (l *Local) Start(ctx context.Context) (c *Cluster, err error) {
 	}
 
 	// The node.
-	images := map[string]string{NemesisImage: bins.Nemesis, SampleAppImage: bins.SampleApp}
+	images := bins.Images
 	agent, err := nodeagent.New(nodeagent.Config{
 		Client:        client,
 		NodeName:      nodeName,
@@ -424,6 +424,7 @@ func (l *Local) Start(ctx context.Context) (c *Cluster, err error) {
 const (
 	NemesisImage   = "ghcr.io/k8s-nemesis/nemesis:e2e"
 	SampleAppImage = "ghcr.io/k8s-nemesis/sampleapp:e2e"
+	LLMSimImage    = "ghcr.io/k8s-nemesis/llmsim:e2e"
 )
 
 func httpOK(ctx context.Context, url string) error {

@@ -36,6 +36,7 @@ const (
 	nsRestart  = "e2e-restart"
 	nsTarget   = "e2e-target"
 	nsIdle     = "e2e-idle"
+	nsScore    = "e2e-score" // llmsim pods behind a score route
 )
 
 // env is the cluster the scenarios share; TestMain sets it.
@@ -118,7 +119,7 @@ func run(m *testing.M) int {
 		ActivatorReplicas: 2,
 		PushInterval:      time.Second,
 		Rules:             stack.RuleSet + extraRuleSets,
-		ActivatorConfig:   stack.ActivatorConfig(nsFromZero, nsScaleOut, nsScaleIn, nsRules, nsOutage, nsRestart, nsTarget, nsIdle),
+		ActivatorConfig:   stack.ActivatorConfig(nsFromZero, nsScaleOut, nsScaleIn, nsRules, nsOutage, nsRestart, nsTarget, nsIdle) + stack.ScoreRoute(nsScore),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: install Nemesis:", err)

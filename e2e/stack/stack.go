@@ -23,6 +23,9 @@ import (
 //go:embed app.yaml.tmpl
 var appTemplate string
 
+//go:embed llm.yaml.tmpl
+var llmTemplate string
+
 // Applier applies a YAML stream (e2e/cluster.Applier).
 type Applier interface {
 	Apply(ctx context.Context, namespace string, manifests []byte) error
@@ -91,6 +94,51 @@ func ActivatorConfig(namespaces ...string) string {
 	}
 	return b.String()
 }
+
+// LLM is a Deployment of llmsim pods, the vLLM stand-in, behind Service
+// "llm" on port 8000.
+type LLM struct {
+	Namespace  string
+	Image      string
+	Replicas   int
+	TimeScale  float64 // llmsim's --time-scale
+	MaxNumSeqs int     // llmsim's --max-num-seqs
+}
+
+// InstallLLM creates the namespace of llm and applies its manifests.
+func InstallLLM(ctx context.Context, client kubernetes.Interface, a Applier, llm LLM) error {
+	if err := EnsureNamespace(ctx, client, llm.Namespace); err != nil {
+		return err
+	}
+	m, err := render(llmTemplate, llm)
+	if err != nil {
+		return err
+	}
+	return a.Apply(ctx, llm.Namespace, m)
+}
+
+// ScoreRoute is an activator route of policy score, as docs/activator.md
+// shows it, to the llmsim pods of namespace (see LLM) for Host
+// LLMHost(namespace).
+func ScoreRoute(namespace string) string {
+	return fmt.Sprintf(`  - name: %s
+    match: {hosts: [%s]}
+    service: {namespace: %s, name: llm, port: 8000}
+    policy: score
+    score:
+      scrape: {path: /metrics, interval: 50ms, timeout: 40ms, staleAfter: 2s}
+      metrics:
+        waiting: vllm:num_requests_waiting
+        running: vllm:num_requests_running
+        kv: vllm:kv_cache_usage_perc
+      filter: waiting < 5 && kv < 0.8
+      expression: 2 * waiting + 20 * kv + inflight
+    queue: {size: 1000, timeout: 2m}
+`, namespace, LLMHost(namespace), namespace)
+}
+
+// LLMHost is the Host header that routes to the llmsim pods of namespace.
+func LLMHost(namespace string) string { return "llm." + namespace }
 
 // Host is the Host header that routes to the sample app of namespace.
 func Host(namespace string) string { return "sample." + namespace }
