@@ -13,10 +13,12 @@
 //     network namespaces. The first run builds the pinned control plane and
 //     KEDA from source (about 15 minutes on 2 cores); later runs start in
 //     under a minute.
-//  2. Installs Nemesis (scaler, two activators) and the sample model server
-//     (e2e/sampleapp, 4 requests at a time, 200 ms each) at zero replicas,
-//     with a ScaledObject on the rule set "one replica per 4 requests".
-//  3. Scale from zero: 40 requests arrive at once. The activators hold
+//  2. Installs Nemesis (scaler, two activators) and a vLLM-like model
+//     server (e2e/llmsim: 4 requests in its running batch, the rest
+//     waiting; a 16-token completion in about 200 ms) at zero replicas,
+//     with a ScaledObject on the rule set "one replica per 4 requests",
+//     counted by the activators or by the pods' vllm: metrics.
+//  3. Scale from zero: 40 completions arrive at once. The activators hold
 //     them, the scaler's push stream wakes KEDA, a pod starts, the held
 //     requests are served.
 //  4. Scale out: 4, then 8, then 16 clients send requests back to back over

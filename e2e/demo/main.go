@@ -91,16 +91,21 @@ func run(ctx context.Context, w io.Writer, duration time.Duration, out string) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "Installing Nemesis (1 scaler, 2 activators) and the sample model server at 0 replicas…")
+	fmt.Fprintln(w, "Installing Nemesis (1 scaler, 2 activators) and a vLLM-like model server (e2e/llmsim) at 0 replicas…")
 	if err := stack.InstallNemesis(ctx, c.Client, applier, repo, stack.Nemesis{
 		Image: cluster.NemesisImage, PrometheusURL: c.PodPrometheusURL, ActivatorReplicas: 2,
 		PushInterval: time.Second, Rules: stack.RuleSet, ActivatorConfig: stack.ActivatorConfig(namespace),
 	}); err != nil {
 		return err
 	}
+	// llmsim, the vLLM stand-in: 4 requests in its running batch, the rest
+	// waiting; a completion of 16 tokens takes some 270 ms of simulated
+	// time (prefill, then a decode step of about 14.5 ms per token, the
+	// step model of docs/activator.md's routing benchmark), 200 ms of wall
+	// time at --time-scale 0.75.
 	if err := stack.InstallApp(ctx, c.Client, applier, stack.App{
-		Namespace: namespace, Image: cluster.SampleAppImage, Latency: 200 * time.Millisecond, Concurrency: 4,
-		StartupDelay: time.Second, MaxReplicas: 4, PollingInterval: 2, CooldownPeriod: 15,
+		Namespace: namespace, Image: cluster.LLMSimImage, LLMSim: true, TimeScale: 0.75, Concurrency: 4,
+		MaxReplicas: 4, PollingInterval: 2, CooldownPeriod: 15,
 		ScalerAddress: scaler, RuleSet: "sample",
 	}); err != nil {
 		return err
@@ -108,9 +113,10 @@ func run(ctx context.Context, w io.Writer, duration time.Duration, out string) e
 	if err := stack.WaitScaling(ctx, c.Client, "http://"+scalerHTTP+"/metrics", namespace); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "Rule set %q: replicas = max(inflight + queued, running + waiting) / 4, min 0, max 4.\n\n", "sample")
+	fmt.Fprintf(w, "Rule set %q: replicas = max(inflight + queued, running + waiting) / 4, min 0, max 4\n(running and waiting: the pods' vllm:num_requests_running and vllm:num_requests_waiting, from Prometheus).\n\n", "sample")
 
-	g := load.NewGenerator("http://"+activator+"/", stack.Host(namespace))
+	g := load.NewGenerator("http://"+activator+"/v1/completions", stack.Host(namespace))
+	g.Body = []byte(`{"model": "sample", "prompt": "Say something about autoscaling in one short sentence.", "max_tokens": 16}`)
 	var (
 		mu      sync.Mutex
 		clients int

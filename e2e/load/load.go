@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,10 +12,13 @@ import (
 	"time"
 )
 
-// Generator sends GET requests to URL with Host as the Host header.
+// Generator sends requests to URL with Host as the Host header: GETs, or
+// POSTs of Body as JSON when Body is set (e.g. an OpenAI completion for
+// llmsim).
 type Generator struct {
 	URL    string
 	Host   string
+	Body   []byte
 	Client *http.Client
 
 	inflight atomic.Int64
@@ -45,11 +49,18 @@ func (g *Generator) Do(ctx context.Context) error {
 	g.inflight.Add(1)
 	defer g.inflight.Add(-1)
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.URL, nil)
+	method, body := http.MethodGet, io.Reader(nil)
+	if g.Body != nil {
+		method, body = http.MethodPost, bytes.NewReader(g.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, g.URL, body)
 	if err != nil {
 		return err
 	}
 	req.Host = g.Host
+	if g.Body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := g.Client.Do(req)
 	if err == nil {
 		_, err = io.Copy(io.Discard, resp.Body)

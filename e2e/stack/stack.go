@@ -43,8 +43,14 @@ type Nemesis struct {
 
 // App configures one sample app and its ScaledObject.
 type App struct {
-	Namespace       string
-	Image           string
+	Namespace string
+	Image     string
+	// LLMSim: Image runs e2e/llmsim, the vLLM stand-in, with
+	// Concurrency as its --max-num-seqs and TimeScale as its
+	// --time-scale; else e2e/sampleapp with Latency, Concurrency and
+	// StartupDelay.
+	LLMSim          bool
+	TimeScale       float64
 	Latency         time.Duration
 	Concurrency     int
 	StartupDelay    time.Duration

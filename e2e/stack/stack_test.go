@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/k8s-nemesis/nemesis/activator"
@@ -28,8 +29,14 @@ func TestActivatorConfigLoads(t *testing.T) {
 
 // TestManifestsRender renders the app's and llmsim's manifests.
 func TestManifestsRender(t *testing.T) {
-	if _, err := RenderApp(App{Namespace: "ns", Image: "img", RuleSet: "sample"}); err != nil {
-		t.Error(err)
+	for _, llm := range []bool{false, true} {
+		m, err := RenderApp(App{Namespace: "ns", Image: "img", RuleSet: "sample", LLMSim: llm, TimeScale: 0.75, Concurrency: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{false: "--latency=", true: "--max-num-seqs=4"}[llm]; !bytes.Contains(m, []byte(want)) {
+			t.Errorf("LLMSim %v: no %s in\n%s", llm, want, m)
+		}
 	}
 	if _, err := render(llmTemplate, LLM{Namespace: "ns", Image: "img", Replicas: 2, TimeScale: 0.25, MaxNumSeqs: 16}); err != nil {
 		t.Error(err)
