@@ -164,13 +164,7 @@ func app(t *testing.T, namespace, ruleSet string, cooldown int) {
 	if err != nil {
 		t.Fatalf("install app: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("namespace %s kept for inspection; logs in %s", namespace, env.c.Dir)
-			return
-		}
-		_ = env.c.Client.CoreV1().Namespaces().Delete(context.Background(), namespace, metav1.DeleteOptions{})
-	})
+	deleteWhenPassed(t, namespace)
 	addr, err := env.c.ServiceAddress(env.ctx, "nemesis", "nemesis-scaler", 8080)
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +172,18 @@ func app(t *testing.T, namespace, ruleSet string, cooldown int) {
 	if err := stack.WaitScaling(env.ctx, env.c.Client, "http://"+addr+"/metrics", namespace); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// deleteWhenPassed deletes namespace when t ends, unless t failed: then
+// it stays for inspection.
+func deleteWhenPassed(t *testing.T, namespace string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("namespace %s kept for inspection; logs in %s", namespace, env.c.Dir)
+			return
+		}
+		_ = env.c.Client.CoreV1().Namespaces().Delete(context.Background(), namespace, metav1.DeleteOptions{})
+	})
 }
 
 // appSettings are the sample app's settings in the scenarios.

@@ -38,13 +38,7 @@ func TestScoreRoute(t *testing.T) {
 	if err != nil {
 		t.Fatalf("install llmsim: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("namespace %s kept for inspection; logs in %s", ns, env.c.Dir)
-			return
-		}
-		_ = env.c.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-	})
+	deleteWhenPassed(t, ns)
 	waitUntil(t, 2*time.Minute, "2 ready llmsim pods", llmReady(t, ns, 2))
 	pods := llmPods(t, ns)
 	a, b := pods[0], pods[1]
