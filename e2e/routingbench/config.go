@@ -25,8 +25,9 @@ const scoreBlock = `    score:
 
 // affinityBlock hashes the first 2 KiB of the body: the model and the
 // start of the first message, so requests with one system prompt share
-// a key; bounded load (1.25× the mean) spills hot keys.
-const affinityBlock = `    affinity: {key: body-prefix, prefixBytes: 2048, loadFactor: 1.25}
+// a key; bounded load (2× the mean, as docs/activator.md advises for
+// model servers) spills hot keys.
+const affinityBlock = `    affinity: {key: body-prefix, prefixBytes: 2048, loadFactor: 2}
 `
 
 // activatorConfig returns the activator's configuration: one route per

@@ -13,7 +13,7 @@
 // apart by an X-Bench-Policy header: round-robin, least-request, score
 // (filter waiting < 5 && kv < 0.8, expression 2 × waiting + 20 × kv +
 // inflight over metrics scraped every 50 ms), and score with body-prefix
-// affinity (the first 2 KiB of the body, bounded load 1.25). The client is
+// affinity (the first 2 KiB of the body, bounded load 2). The client is
 // this program: streaming chat completions with include_usage, so that it
 // times the first token frame itself and reads cached_tokens from the
 // usage frame.
