@@ -10,43 +10,17 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/k8s-nemesis/nemesis/e2e/internal/command"
 )
 
-// exitError carries a process exit code: 1 for failures, 2 for bad flags.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-
-func (e *exitError) Unwrap() error { return e.err }
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := runMain(ctx, os.Args[1:], os.Stderr)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		code := 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		fmt.Fprintln(os.Stderr, "llmsim:", err)
-		os.Exit(code)
-	}
-}
+func main() { command.Main("llmsim", runMain) }
 
 // config is everything llmsim is told on its command line.
 type config struct {
@@ -89,11 +63,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	// to llmsim meets the same races as in production.
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 5*time.Second, "close a keep-alive connection idle this long, as uvicorn's timeout_keep_alive (default 5s) does; 0: never")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, &exitError{code: 2, err: err}
+	if err := command.Parse(fs, args); err != nil {
+		return c, err
 	}
 	var problems []error
 	if fs.NArg() > 0 {
@@ -142,10 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			problems = append(problems, fmt.Errorf("%s %q must not be negative", d.name, d.v))
 		}
 	}
-	if err := errors.Join(problems...); err != nil {
-		return c, &exitError{code: 2, err: err}
-	}
-	return c, nil
+	return c, command.Usage(errors.Join(problems...))
 }
 
 // assemble wires an engine, its real-time runner and the HTTP side, with

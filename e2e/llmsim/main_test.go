@@ -12,69 +12,16 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// started is a runMain in the background, with its log lines.
-type started struct {
-	url  string
-	logs chan map[string]any
-	done chan error
-}
+	"github.com/k8s-nemesis/nemesis/e2e/internal/command"
+	"github.com/k8s-nemesis/nemesis/e2e/internal/command/commandtest"
+)
 
 // startRun runs llmsim on a free loopback port with args added, learns the
 // port from its start-up log line, and stops it when the test ends.
-func startRun(t *testing.T, ctx context.Context, args ...string) *started {
+func startRun(t *testing.T, ctx context.Context, args ...string) *commandtest.Started {
 	t.Helper()
-	ctx, cancel := context.WithCancel(ctx)
-	pr, pw := io.Pipe()
-	s := &started{logs: make(chan map[string]any, 10), done: make(chan error, 1)}
-	go func() {
-		defer close(s.logs)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			var line map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-				line = map[string]any{"unparsed": sc.Text()}
-			}
-			s.logs <- line
-		}
-	}()
-	go func() {
-		err := runMain(ctx, append([]string{"--address", "127.0.0.1:0"}, args...), pw)
-		pw.Close()
-		s.done <- err
-	}()
-	t.Cleanup(func() {
-		cancel()
-		for range s.logs {
-		}
-	})
-	select {
-	case line := <-s.logs:
-		if line["msg"] != "llmsim started" {
-			t.Fatalf("first log line %v, want the start-up line", line)
-		}
-		s.url = "http://" + line["address"].(string)
-	case err := <-s.done:
-		t.Fatalf("run ended at once: %v", err)
-	}
-	return s
-}
-
-// finish waits for runMain to return and for its last log line.
-func (s *started) finish(t *testing.T) (map[string]any, error) {
-	t.Helper()
-	var err error
-	select {
-	case err = <-s.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return")
-	}
-	var last map[string]any
-	for line := range s.logs {
-		last = line
-	}
-	return last, err
+	return commandtest.Command{Name: "llmsim", Run: runMain, StopWithin: 10 * time.Second}.Start(t, ctx, args...)
 }
 
 func TestRunLifecycle(t *testing.T) {
@@ -86,7 +33,7 @@ func TestRunLifecycle(t *testing.T) {
 	// SIGTERM while a request of about 1 s (wall) runs: it still finishes.
 	inflight := make(chan error, 1)
 	go func() {
-		resp, err := http.Post(s.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"a b","max_tokens":100}`))
+		resp, err := http.Post(s.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"a b","max_tokens":100}`))
 		if err != nil {
 			inflight <- err
 			return
@@ -104,7 +51,7 @@ func TestRunLifecycle(t *testing.T) {
 		inflight <- nil
 	}()
 	waitFor(t, "the request to run", func() bool {
-		resp, err := http.Get(s.url + "/metrics")
+		resp, err := http.Get(s.URL + "/metrics")
 		if err != nil {
 			return false
 		}
@@ -116,14 +63,14 @@ func TestRunLifecycle(t *testing.T) {
 	if err := <-inflight; err != nil {
 		t.Errorf("request in flight at SIGTERM: %v", err)
 	}
-	last, err := s.finish(t)
+	last, err := s.Finish(t)
 	if err != nil {
 		t.Fatalf("run after a graceful shutdown: %v", err)
 	}
 	if last["msg"] != "llmsim stopped" || last["graceful"] != true || last["finished"] != float64(1) {
 		t.Errorf("last log line %v, want a graceful stop with one request finished", last)
 	}
-	if _, err := http.Get(s.url + "/health"); err == nil {
+	if _, err := http.Get(s.URL + "/health"); err == nil {
 		t.Error("still accepting after run returned")
 	}
 }
@@ -134,12 +81,12 @@ func TestRunGraceExceeded(t *testing.T) {
 	defer sigterm()
 	s := startRun(t, ctx, "--shutdown-grace", "200ms")
 	go func() {
-		if resp, err := http.Post(s.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"a","max_tokens":5000}`)); err == nil {
+		if resp, err := http.Post(s.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"a","max_tokens":5000}`)); err == nil {
 			resp.Body.Close()
 		}
 	}()
 	waitFor(t, "the request to run", func() bool {
-		resp, err := http.Get(s.url + "/metrics")
+		resp, err := http.Get(s.URL + "/metrics")
 		if err != nil {
 			return false
 		}
@@ -148,8 +95,8 @@ func TestRunGraceExceeded(t *testing.T) {
 		return strings.Contains(string(body), `vllm:num_requests_running{model_name="llmsim"} 1`)
 	})
 	sigterm()
-	last, err := s.finish(t)
-	var ee *exitError
+	last, err := s.Finish(t)
+	var ee *command.ExitError
 	if err == nil || errors.As(err, &ee) || !strings.Contains(err.Error(), "grace of 200ms exceeded") {
 		t.Fatalf("run = %v, want a plain error (exit 1) naming the grace", err)
 	}
@@ -201,8 +148,8 @@ func TestParseFlags(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parseFlags(tc.args, io.Discard)
-			var ee *exitError
-			if !errors.As(err, &ee) || ee.code != 2 {
+			var ee *command.ExitError
+			if !errors.As(err, &ee) || ee.Code != 2 {
 				t.Fatalf("error %v, want exit code 2", err)
 			}
 			got := strings.Split(err.Error(), "\n")
@@ -225,7 +172,7 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 	t.Parallel()
 	const idle = 300 * time.Millisecond
 	s := startRun(t, t.Context(), "--idle-timeout", idle.String())
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}

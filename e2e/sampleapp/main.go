@@ -10,42 +10,16 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/k8s-nemesis/nemesis/e2e/internal/command"
 )
 
-// exitError carries a process exit code: 1 for failures, 2 for bad flags.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-
-func (e *exitError) Unwrap() error { return e.err }
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		code := 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		fmt.Fprintln(os.Stderr, "sampleapp:", err)
-		os.Exit(code)
-	}
-}
+func main() { command.Main("sampleapp", run) }
 
 // config is everything sampleapp is told on its command line.
 type config struct {
@@ -79,11 +53,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	// pooled being closed under it; the suite's stand-in does the same so
 	// that it finds out.
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 5*time.Second, "close a keep-alive connection idle this long, as uvicorn's timeout_keep_alive (default 5s) does; 0: never")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, &exitError{code: 2, err: err}
+	if err := command.Parse(fs, args); err != nil {
+		return c, err
 	}
 	var problems []error
 	if fs.NArg() > 0 {
@@ -112,10 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			problems = append(problems, fmt.Errorf("%s %q must not be negative", d.name, d.v))
 		}
 	}
-	if err := errors.Join(problems...); err != nil {
-		return c, &exitError{code: 2, err: err}
-	}
-	return c, nil
+	return c, command.Usage(errors.Join(problems...))
 }
 
 // run serves until ctx ends, then drains: see the package documentation.

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -12,63 +11,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/k8s-nemesis/nemesis/e2e/internal/command"
+	"github.com/k8s-nemesis/nemesis/e2e/internal/command/commandtest"
 )
 
-// started is a run in the background, with its log lines.
-type started struct {
-	url  string
-	logs chan map[string]any
-	done chan error
-}
-
-// startRun runs sampleapp on a free loopback port with args added, and
-// learns the port from its start-up log line.
-func startRun(t *testing.T, ctx context.Context, args ...string) *started {
+// startRun runs sampleapp on a free loopback port with args added, learns the
+// port from its start-up log line, and stops it when the test ends.
+func startRun(t *testing.T, ctx context.Context, args ...string) *commandtest.Started {
 	t.Helper()
-	pr, pw := io.Pipe()
-	s := &started{logs: make(chan map[string]any, 10), done: make(chan error, 1)}
-	go func() {
-		defer close(s.logs)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			var line map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-				line = map[string]any{"unparsed": sc.Text()}
-			}
-			s.logs <- line
-		}
-	}()
-	go func() {
-		err := run(ctx, append([]string{"--address", "127.0.0.1:0"}, args...), pw)
-		pw.Close()
-		s.done <- err
-	}()
-	select {
-	case line := <-s.logs:
-		if line["msg"] != "sampleapp started" {
-			t.Fatalf("first log line %v, want the start-up line", line)
-		}
-		s.url = "http://" + line["address"].(string)
-	case err := <-s.done:
-		t.Fatalf("run ended at once: %v", err)
-	}
-	return s
-}
-
-// finish waits for run to return and for its last log line.
-func (s *started) finish(t *testing.T) (map[string]any, error) {
-	t.Helper()
-	var err error
-	select {
-	case err = <-s.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("run did not return")
-	}
-	var last map[string]any
-	for line := range s.logs {
-		last = line
-	}
-	return last, err
+	return commandtest.Command{Name: "sampleapp", Run: run, StopWithin: 5 * time.Second}.Start(t, ctx, args...)
 }
 
 func TestRunLifecycle(t *testing.T) {
@@ -78,21 +30,21 @@ func TestRunLifecycle(t *testing.T) {
 	const latency = 300 * time.Millisecond
 	s := startRun(t, ctx, "--model", "llama", "--latency", latency.String(), "--jitter", "0", "--startup-delay", "1s", "--shutdown-grace", "5s")
 
-	if code, _ := get(t, s.url+"/ready"); code != http.StatusServiceUnavailable {
+	if code, _ := get(t, s.URL+"/ready"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/ready at start = %d, want 503", code)
 	}
 	deadline := time.Now().Add(4 * time.Second)
-	for code, _ := get(t, s.url+"/ready"); code != http.StatusOK; code, _ = get(t, s.url+"/ready") {
+	for code, _ := get(t, s.URL+"/ready"); code != http.StatusOK; code, _ = get(t, s.URL+"/ready") {
 		if time.Now().After(deadline) {
 			t.Fatalf("/ready still %d", code)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	if r := <-request(t.Context(), s.url); r.code != http.StatusOK || r.body.Pod != "pod-a" {
+	if r := <-request(t.Context(), s.URL); r.code != http.StatusOK || r.body.Pod != "pod-a" {
 		t.Fatalf("first request: %+v", r)
 	}
-	_, metrics := get(t, s.url+"/metrics")
+	_, metrics := get(t, s.URL+"/metrics")
 	for _, want := range []string{
 		`vllm:num_requests_waiting{model_name="llama"} 0`,
 		`vllm:num_requests_running{model_name="llama"} 0`,
@@ -108,9 +60,9 @@ func TestRunLifecycle(t *testing.T) {
 
 	// SIGTERM while a request runs: readiness fails at once, the request
 	// finishes, and one that arrives during the drain is still served.
-	inflight := request(t.Context(), s.url)
+	inflight := request(t.Context(), s.URL)
 	deadline = time.Now().Add(2 * time.Second)
-	for !strings.Contains(scrapeText(t, s.url), `vllm:num_requests_running{model_name="llama"} 1`) {
+	for !strings.Contains(scrapeText(t, s.URL), `vllm:num_requests_running{model_name="llama"} 1`) {
 		if time.Now().After(deadline) {
 			t.Fatal("the in-flight request never ran")
 		}
@@ -118,27 +70,27 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	sigterm()
 	deadline = time.Now().Add(time.Second)
-	for code, _ := get(t, s.url+"/ready"); code != http.StatusServiceUnavailable; code, _ = get(t, s.url+"/ready") {
+	for code, _ := get(t, s.URL+"/ready"); code != http.StatusServiceUnavailable; code, _ = get(t, s.URL+"/ready") {
 		if time.Now().After(deadline) {
 			t.Fatalf("/ready still %d after SIGTERM", code)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	late := request(t.Context(), s.url)
+	late := request(t.Context(), s.URL)
 	for name, c := range map[string]<-chan result{"in-flight": inflight, "late": late} {
 		if r := <-c; r.code != http.StatusOK || r.err != nil {
 			t.Errorf("%s request: code %d, error %v", name, r.code, r.err)
 		}
 	}
 
-	last, err := s.finish(t)
+	last, err := s.Finish(t)
 	if err != nil {
 		t.Fatalf("run after a graceful shutdown: %v", err)
 	}
 	if last["msg"] != "sampleapp stopped" || last["served"] != float64(3) || last["graceful"] != true {
 		t.Fatalf("last log line %v, want sampleapp stopped with served 3", last)
 	}
-	if _, err := http.Get(s.url + "/healthz"); err == nil {
+	if _, err := http.Get(s.URL + "/healthz"); err == nil {
 		t.Fatal("still accepting after run returned")
 	}
 }
@@ -155,9 +107,9 @@ func TestRunGraceExceeded(t *testing.T) {
 	defer sigterm()
 	s := startRun(t, ctx, "--latency", "1m", "--startup-delay", "0s", "--shutdown-grace", "200ms")
 
-	stuck := request(t.Context(), s.url)
+	stuck := request(t.Context(), s.URL)
 	deadline := time.Now().Add(2 * time.Second)
-	for !strings.Contains(scrapeText(t, s.url), `vllm:num_requests_running{model_name="sample"} 1`) {
+	for !strings.Contains(scrapeText(t, s.URL), `vllm:num_requests_running{model_name="sample"} 1`) {
 		if time.Now().After(deadline) {
 			t.Fatal("the request never ran")
 		}
@@ -165,11 +117,11 @@ func TestRunGraceExceeded(t *testing.T) {
 	}
 	began := time.Now()
 	sigterm()
-	last, err := s.finish(t)
+	last, err := s.Finish(t)
 	if took := time.Since(began); took > time.Second {
 		t.Errorf("run took %v to give up, with a 200ms grace", took)
 	}
-	var ee *exitError
+	var ee *command.ExitError
 	if err == nil || errors.As(err, &ee) || !strings.Contains(err.Error(), "grace of 200ms exceeded with 1 requests running") {
 		t.Fatalf("run = %v, want a plain error (exit 1) naming the grace", err)
 	}
@@ -215,8 +167,8 @@ func TestParseFlags(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parseFlags(tc.args, io.Discard)
-			var ee *exitError
-			if !errors.As(err, &ee) || ee.code != 2 {
+			var ee *command.ExitError
+			if !errors.As(err, &ee) || ee.Code != 2 {
 				t.Fatalf("error %v, want exit code 2", err)
 			}
 			got := strings.Split(err.Error(), "\n")
@@ -244,12 +196,12 @@ func TestIdleKeepAliveConnectionClosed(t *testing.T) {
 	s := startRun(t, ctx, "--startup-delay", "0s", "--idle-timeout", idle.String())
 	defer func() {
 		sigterm()
-		if _, err := s.finish(t); err != nil {
+		if _, err := s.Finish(t); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	}()
 
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
