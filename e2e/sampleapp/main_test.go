@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,19 +166,7 @@ func TestParseFlags(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parseFlags(tc.args, io.Discard)
-			var ee *command.ExitError
-			if !errors.As(err, &ee) || ee.Code != 2 {
-				t.Fatalf("error %v, want exit code 2", err)
-			}
-			got := strings.Split(err.Error(), "\n")
-			for _, w := range tc.want {
-				if !slices.Contains(got, w) {
-					t.Errorf("problems %q lack %q", got, w)
-				}
-			}
-			if len(got) != len(tc.want) {
-				t.Errorf("got %d problems %q, want %d", len(got), got, len(tc.want))
-			}
+			commandtest.WantUsage(t, err, tc.want)
 		})
 	}
 }

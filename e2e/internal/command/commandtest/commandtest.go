@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +91,22 @@ func (s *Started) Finish(t *testing.T) (map[string]any, error) {
 		last = line
 	}
 	return last, err
+}
+
+// WantUsage fails the test unless err is a usage error, exit code 2, that
+// lists exactly the problems want, one a line, in any order.
+func WantUsage(t testing.TB, err error, want []string) {
+	t.Helper()
+	if command.ExitCode(err) != 2 {
+		t.Fatalf("error %v, want exit code 2", err)
+	}
+	got := strings.Split(err.Error(), "\n")
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("problems %q lack %q", got, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d problems %q, want %d", len(got), got, len(want))
+	}
 }

@@ -7,8 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/k8s-nemesis/nemesis/e2e/internal/command"
 )
 
 // fake is a command that listens on --address, logs as the suite's
@@ -71,4 +74,60 @@ func TestStoppedWhenTestEnds(t *testing.T) {
 	default:
 		t.Fatal("run still running after the test that started it ended")
 	}
+}
+
+// TestWantUsage: WantUsage fails a test on any other error than the one
+// it expects, and only then.
+func TestWantUsage(t *testing.T) {
+	t.Parallel()
+	problems := command.Usage(errors.Join(errors.New("a"), errors.New("b")))
+	for name, tc := range map[string]struct {
+		err  error
+		want []string
+		pass bool
+	}{
+		"same problems":     {problems, []string{"b", "a"}, true},
+		"one lacking":       {problems, []string{"a"}, false},
+		"one more":          {problems, []string{"a", "b", "c"}, false},
+		"another problem":   {problems, []string{"a", "c"}, false},
+		"not a usage error": {errors.New("a"), []string{"a"}, false},
+		"another exit code": {&command.ExitError{Code: 3, Err: errors.New("a")}, []string{"a"}, false},
+		"no error":          {nil, nil, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if got := passes(t, func(t testing.TB) { WantUsage(t, tc.err, tc.want) }); got != tc.pass {
+				t.Errorf("WantUsage(%v, %q) passes: %v, want %v", tc.err, tc.want, got, tc.pass)
+			}
+		})
+	}
+}
+
+// recorder is a testing.TB that records a failure instead of failing the
+// test it stands in for.
+type recorder struct {
+	testing.TB
+	failed bool
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Errorf(string, ...any) { r.failed = true }
+
+func (r *recorder) Fatalf(string, ...any) {
+	r.failed = true
+	runtime.Goexit()
+}
+
+// passes reports whether check passes, run on a recorder in a goroutine of
+// its own, so that Fatalf ends only that goroutine.
+func passes(t *testing.T, check func(testing.TB)) bool {
+	r := &recorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		check(r)
+	}()
+	<-done
+	return !r.failed
 }
