@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/k8s-nemesis/nemesis/e2e/internal/childproc"
 )
 
 func main() {
@@ -218,8 +220,8 @@ type bench struct {
 	llmsim    string
 	podAddrs  []string
 	podNames  []string
-	pods      []*process
-	activator *process
+	pods      []*childproc.Process
+	activator *childproc.Process
 	client    *client
 	log       io.Writer
 }
@@ -280,12 +282,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 		return err
 	}
 	proxy, admin := addrs[o.pods], addrs[o.pods+1]
-	b.activator, err = startProcess(dir, "activator", nemesis, "activator", "--config", cfgPath,
+	b.activator, err = childproc.Start(dir, "activator", nemesis, "activator", "--config", cfgPath,
 		"--http-address", proxy, "--admin-address", admin, "--log-level", "warn", "--shutdown-delay", "0s", "--drain-timeout", "1s")
 	if err != nil {
 		return err
 	}
-	defer b.activator.stop(5 * time.Second)
+	defer b.activator.Stop(5 * time.Second)
 	if err := waitHTTP(ctx, b.activator, "http://"+admin+"/readyz", 15*time.Second); err != nil {
 		return fmt.Errorf("the activator: %w", err)
 	}
@@ -362,7 +364,7 @@ func (b *bench) startPods(ctx context.Context) error {
 		if i == len(b.podAddrs)-1 {
 			slowdown = b.o.slowdown
 		}
-		p, err := startProcess(b.dir, b.podNames[i], b.llmsim,
+		p, err := childproc.Start(b.dir, b.podNames[i], b.llmsim,
 			"--address", addr, "--name", b.podNames[i], "--model", model,
 			"--slowdown", strconv.FormatFloat(slowdown, 'g', -1, 64),
 			"--time-scale", strconv.FormatFloat(b.o.timeScale, 'g', -1, 64),
@@ -375,7 +377,7 @@ func (b *bench) startPods(ctx context.Context) error {
 	}
 	for i, p := range b.pods {
 		if err := waitHTTP(ctx, p, "http://"+b.podAddrs[i]+"/health", 15*time.Second); err != nil {
-			return fmt.Errorf("llmsim pod %s: %w", p.name, err)
+			return fmt.Errorf("llmsim pod %s: %w", p.Name(), err)
 		}
 	}
 	return nil
@@ -384,7 +386,7 @@ func (b *bench) startPods(ctx context.Context) error {
 // stopPods stops every pod by its pid.
 func (b *bench) stopPods() {
 	for _, p := range b.pods {
-		p.stop(5 * time.Second)
+		p.Stop(5 * time.Second)
 	}
 	b.pods = nil
 }

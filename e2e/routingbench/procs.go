@@ -5,76 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/k8s-nemesis/nemesis/e2e/internal/childproc"
 )
-
-// process is one child process, stopped by its pid (and its process
-// group's) whatever happens: on return, on a signal (the caller's
-// deferred stop), and, through Pdeathsig, if this program dies.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit, once done is closed
-
-	stopOnce sync.Once
-}
-
-// startProcess starts bin with args, its output appended to
-// dir/name.log.
-func startProcess(dir, name, bin string, args ...string) (*process, error) {
-	path := filepath.Join(dir, name+".log")
-	log, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, log: path, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		log.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-// stop sends SIGTERM to the process group, then SIGKILL after grace, and
-// waits for the process to exit.
-func (p *process) stop(grace time.Duration) {
-	p.stopOnce.Do(func() {
-		select {
-		case <-p.done:
-			return
-		default:
-		}
-		_ = syscall.Kill(-p.pid(), syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(grace):
-			_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	<-p.done
-}
 
 // waitHTTP polls url until it answers 200, the process exits, or the
 // deadline passes.
-func waitHTTP(ctx context.Context, p *process, url string, timeout time.Duration) error {
+func waitHTTP(ctx context.Context, p *childproc.Process, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	hc := &http.Client{Timeout: time.Second}
 	defer hc.CloseIdleConnections()
@@ -94,14 +32,14 @@ func waitHTTP(ctx context.Context, p *process, url string, timeout time.Duration
 		}
 		last = err
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited (%v) before %s answered; see %s", p.name, p.err, url, p.log)
+		case <-p.Done():
+			return fmt.Errorf("%s exited (%v) before %s answered; see %s", p.Name(), p.Err(), url, p.Log())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer within %v: %w; see %s", url, timeout, last, p.log)
+			return fmt.Errorf("%s did not answer within %v: %w; see %s", url, timeout, last, p.Log())
 		}
 	}
 }

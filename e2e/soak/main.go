@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/k8s-nemesis/nemesis/e2e/internal/childproc"
 )
 
 func main() {
@@ -166,27 +168,27 @@ func run(ctx context.Context, args []string) error {
 	if proxy == "" || admin == "" {
 		return errors.New("no free port on 127.0.0.1")
 	}
-	act, err := startProcess(dir, "activator", o.nemesis, "activator",
+	act, err := childproc.Start(dir, "activator", o.nemesis, "activator",
 		"--config", cfg.path, "--kubeconfig", kubeconfig, "--id", "soak",
 		"--http-address", proxy, "--admin-address", admin,
 		"--shutdown-delay", "0s", "--drain-timeout", "5s", "--log-level", "warn")
 	if err != nil {
 		return err
 	}
-	defer act.stop(10 * time.Second)
+	defer act.Stop(10 * time.Second)
 	// A signal stops the activator at once; the load then fails fast.
 	go func() {
 		select {
 		case <-ctx.Done():
-			act.stop(5 * time.Second)
-		case <-act.done:
+			act.Stop(5 * time.Second)
+		case <-act.Done():
 		}
 	}()
 	l := newLoad(proxy, o.timeout)
 	if err := waitReady(ctx, l, act); err != nil {
 		return err
 	}
-	rssStart, err := rssKiB(act.pid())
+	rssStart, err := rssKiB(act.Pid())
 	if err != nil {
 		return err
 	}
@@ -227,12 +229,12 @@ func run(ctx context.Context, args []string) error {
 			case <-loadCtx.Done():
 				return
 			case <-t.C:
-				if act.exited() {
-					rssErr = fmt.Errorf("the activator exited during the load: %v", act.err)
+				if act.Exited() {
+					rssErr = fmt.Errorf("the activator exited during the load: %v", act.Err())
 					stopLoad()
 					return
 				}
-				if rss, err := rssKiB(act.pid()); err == nil {
+				if rss, err := rssKiB(act.Pid()); err == nil {
 					rssMax = max(rssMax, rss)
 				}
 			}
@@ -254,11 +256,11 @@ func run(ctx context.Context, args []string) error {
 	// in flight or queued that never finishes is a leaked slot.
 	leftover, settleErr := settle(admin, 10*time.Second)
 	m, metricsErr := scrape(admin)
-	rssEnd, err := rssKiB(act.pid())
+	rssEnd, err := rssKiB(act.Pid())
 	if err != nil {
-		return fmt.Errorf("the activator exited after the load: %v", act.err)
+		return fmt.Errorf("the activator exited after the load: %v", act.Err())
 	}
-	stopErr := act.stop(10 * time.Second)
+	stopErr := act.Stop(10 * time.Second)
 
 	// Report.
 	var problems []string
@@ -358,7 +360,7 @@ func run(ctx context.Context, args []string) error {
 	if stopErr != nil {
 		problems = append(problems, fmt.Sprintf("the activator did not exit cleanly on SIGTERM: %v", stopErr))
 	}
-	if warns := logProblems(act.log, 8); len(warns) > 0 {
+	if warns := logProblems(act.Log(), 8); len(warns) > 0 {
 		fmt.Println("activator log, warnings and errors (first of each message):")
 		for _, w := range warns {
 			fmt.Println("  " + w)
@@ -393,7 +395,7 @@ func freeAddr() string {
 
 // waitReady waits until both routes answer through the activator: the
 // capped route only once the informers have synced against the fake API.
-func waitReady(ctx context.Context, l *load, act *process) error {
+func waitReady(ctx context.Context, l *load, act *childproc.Process) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := l.get(ctx, 0)
@@ -403,9 +405,9 @@ func waitReady(ctx context.Context, l *load, act *process) error {
 		if err == nil {
 			return nil
 		}
-		if act.exited() {
-			b, _ := os.ReadFile(act.log)
-			return fmt.Errorf("the activator exited (%v): %s", act.err, b)
+		if act.Exited() {
+			b, _ := os.ReadFile(act.Log())
+			return fmt.Errorf("the activator exited (%v): %s", act.Err(), b)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("the activator's routes did not answer within 30s: %w", err)
