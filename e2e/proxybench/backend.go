@@ -98,10 +98,11 @@ func latencyBuckets() []float64 {
 
 // appendExposition appends to b, in the Prometheus text format, the
 // families e2e/llmsim serves under vLLM's names (the score route's three
-// gauges, the cache info, the token and request counters and the two
-// latency histograms), so that a scrape reads and parses an exposition of
-// a model server's shape and size, not just the three lines it uses.
-// Every answered request counts as instant (first buckets).
+// gauges, the cache info, the token and request counters) and the six
+// latency histograms INFERENCE.md lists (vLLM's TTFT buckets where
+// llmsim has none), about 12 KB: a scrape reads an exposition of a model
+// server's shape and size, not just the three lines it uses. Every
+// answered request counts as instant (first buckets).
 func appendExposition(b []byte, s vllmStats) []byte {
 	running := min(s.inflight, standInMaxSeqs)
 	waiting := s.inflight - running
@@ -150,6 +151,10 @@ func appendExposition(b []byte, s vllmStats) []byte {
 		sample(name+"_count", label, served)
 	}
 	histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttftBuckets(), 0.0002)
+	histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", ttftBuckets(), 0.00002)
 	histogram("vllm:e2e_request_latency_seconds", "Histogram of end to end request latency in seconds.", latencyBuckets(), 0.0003)
+	histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", ttftBuckets(), 0)
+	histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", ttftBuckets(), 0.0001)
+	histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", ttftBuckets(), 0.0002)
 	return b
 }

@@ -185,11 +185,12 @@ func run(ctx context.Context) error {
 		}
 		lr := make([]float64, len(pairs))
 		sc := make([]float64, len(pairs))
+		cpu := make([]float64, len(pairs))
 		for i, p := range pairs {
-			lr[i], sc[i] = p.lr.rps, p.score.rps
+			lr[i], sc[i], cpu[i] = p.lr.wrk.rps, p.score.wrk.rps, p.cpuRatio()
 		}
-		fmt.Printf("median score/least-request %.3f (aim >= 0.95); median req/s: least-request %.0f, score %.0f; %v in all\n",
-			medianRatio(pairs), medianOf(lr), medianOf(sc), time.Since(start).Round(100*time.Millisecond))
+		fmt.Printf("median score/least-request %.3f (aim >= 0.95); median req/s: least-request %.0f, score %.0f; median activator CPU per request score/least-request %.3f; %v in all\n",
+			medianRatio(pairs), medianOf(lr), medianOf(sc), medianOf(cpu), time.Since(start).Round(100*time.Millisecond))
 	}
 	if errs > 0 {
 		return fmt.Errorf("%d requests failed", errs)
@@ -356,11 +357,13 @@ type wrkResult struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
+	requests int // answered
 }
 
 func runWrk(ctx context.Context, o options, url string) (wrkResult, error) {
 	var (
 		rpsRE     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+		countRE   = regexp.MustCompile(`(\d+) requests in `)
 		pctRE     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)`)
 		socketRE  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 		non2xxRE  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
@@ -377,6 +380,9 @@ func runWrk(ctx context.Context, o options, url string) (wrkResult, error) {
 		return r, fmt.Errorf("no Requests/sec in wrk output: %s", out)
 	}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if m := countRE.FindSubmatch(out); m != nil {
+		r.requests, _ = strconv.Atoi(string(m[1]))
+	}
 	for _, p := range pctRE.FindAllSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(string(p[2]), 64)
 		d := time.Duration(v * float64(unitScale[string(p[3])]))

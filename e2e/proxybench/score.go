@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -53,16 +54,27 @@ func activatorConfig(policy string, endpoints []string) (string, error) {
 	return "", fmt.Errorf("policy %q is neither %s nor %s", policy, leastRequest, score)
 }
 
-// pairRun is one pair of the score comparison: the same load through a
-// least-request route and through a score route.
-type pairRun struct {
-	lr, score wrkResult
-	// scrapeErrors counts the score route's failed scrapes during its
-	// run, by reason; such a pod is scored on its requests in flight.
+// policyRun is one wrk run of the score comparison.
+type policyRun struct {
+	wrk wrkResult
+	// cpu is the activator's CPU time (user and system) during the run,
+	// per request answered: on a shared machine it moves less than
+	// req/s does.
+	cpu time.Duration
+	// scrapeErrors counts a score route's failed scrapes during its run,
+	// by reason; such a pod is scored on its requests in flight.
 	scrapeErrors map[string]float64
 }
 
-func (p pairRun) ratio() float64 { return p.score.rps / p.lr.rps }
+// pairRun is one pair of the score comparison: the same load through a
+// least-request route and through a score route.
+type pairRun struct{ lr, score policyRun }
+
+// ratio is score/least-request in req/s.
+func (p pairRun) ratio() float64 { return p.score.wrk.rps / p.lr.wrk.rps }
+
+// cpuRatio is score/least-request in the activator's CPU per request.
+func (p pairRun) cpuRatio() float64 { return float64(p.score.cpu) / float64(p.lr.cpu) }
 
 // medianRatio is the median of the pairs' score/least-request ratios.
 func medianRatio(pairs []pairRun) float64 {
@@ -111,65 +123,111 @@ func scorePairs(ctx context.Context, o options, procs *procGroup, dir string, en
 			return nil, 0, err
 		}
 	}
-	one := func(pol string) (wrkResult, map[string]float64, error) {
+	one := func(pol string) (policyRun, error) {
+		var run policyRun
 		addr, admin := freeAddr(), freeAddr()
 		name := "activator-" + pol
 		if err := procs.start(ctx, dir, name, o.nemesis, "activator", "--config", cfgs[pol], "--http-address", addr, "--admin-address", admin, "--log-level", "warn",
 			"--shutdown-delay", "0"); err != nil { // nothing to move away when its run is over
-			return wrkResult{}, nil, err
+			return run, err
 		}
 		defer procs.stop(name)
 		if err := waitHTTP(ctx, "http://"+addr+"/"); err != nil {
-			return wrkResult{}, nil, err
+			return run, err
 		}
 		if pol == score {
 			if err := waitScored(ctx, "http://"+admin+"/metrics", len(endpoints)); err != nil {
-				return wrkResult{}, nil, err
+				return run, err
 			}
 		}
-		r, err := runWrk(ctx, options{duration: o.scoreDuration, connections: o.connections, threads: o.threads}, "http://"+addr+"/")
+		pid := procs.pid(name)
+		cpu0, err := procCPU(pid)
 		if err != nil {
-			return r, nil, fmt.Errorf("wrk against the %s route: %w", pol, err)
+			return run, err
 		}
-		if pol != score {
-			return r, nil, nil
+		if run.wrk, err = runWrk(ctx, options{duration: o.scoreDuration, connections: o.connections, threads: o.threads}, "http://"+addr+"/"); err != nil {
+			return run, fmt.Errorf("wrk against the %s route: %w", pol, err)
 		}
-		m, err := adminMetrics(ctx, "http://"+admin+"/metrics")
+		cpu1, err := procCPU(pid)
 		if err != nil {
-			return r, nil, err
+			return run, err
 		}
-		return r, scrapeErrors(m), nil
+		if run.wrk.requests > 0 {
+			run.cpu = (cpu1 - cpu0) / time.Duration(run.wrk.requests)
+		}
+		if pol == score {
+			m, err := adminMetrics(ctx, "http://"+admin+"/metrics")
+			if err != nil {
+				return run, err
+			}
+			run.scrapeErrors = scrapeErrors(m)
+		}
+		return run, nil
 	}
 	var (
 		pairs []pairRun
 		errs  int
 	)
-	fmt.Printf("%-6s %-14s %12s %8s %10s %10s %8s %s\n", "pair", "route", "req/s", "×lr", "p50", "p99", "errors", "scrape errors")
+	fmt.Printf("%-6s %-14s %12s %8s %10s %10s %8s %10s %8s %s\n", "pair", "route", "req/s", "×lr", "p50", "p99", "errors", "cpu/req", "cpu×lr", "scrape errors")
 	for i := range o.scorePairs {
 		var p pairRun
 		for _, pol := range pairOrder(i) {
-			r, se, err := one(pol)
+			r, err := one(pol)
 			if err != nil {
 				return pairs, errs, err
 			}
-			errs += r.errors
+			errs += r.wrk.errors
 			if pol == score {
-				p.score, p.scrapeErrors = r, se
+				p.score = r
 			} else {
 				p.lr = r
 			}
 		}
 		pairs = append(pairs, p)
 		for _, pol := range pairOrder(i) {
-			r, ratio, se := p.lr, "-", ""
+			r, ratio, cpuRatio, se := p.lr, "-", "-", ""
 			if pol == score {
-				r, ratio, se = p.score, fmt.Sprintf("%.3f", p.ratio()), formatScrapeErrors(p.scrapeErrors)
+				r, ratio, cpuRatio, se = p.score, fmt.Sprintf("%.3f", p.ratio()), fmt.Sprintf("%.3f", p.cpuRatio()), formatScrapeErrors(p.score.scrapeErrors)
 			}
-			fmt.Printf("%-6d %-14s %12.0f %8s %10v %10v %8d %s\n", i+1, pol, r.rps, ratio,
-				r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, se)
+			fmt.Printf("%-6d %-14s %12.0f %8s %10v %10v %8d %10v %8s %s\n", i+1, pol, r.wrk.rps, ratio,
+				r.wrk.p50.Round(time.Microsecond), r.wrk.p99.Round(time.Microsecond), r.wrk.errors, r.cpu.Round(100*time.Nanosecond), cpuRatio, se)
 		}
 	}
 	return pairs, errs, nil
+}
+
+// procCPU is the CPU time, user and system, that process pid has used.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(b)
+}
+
+// parseProcStatCPU reads utime and stime, in clock ticks of 10ms (Linux's
+// USER_HZ), out of a /proc/PID/stat line. The command name, in
+// parentheses, may hold spaces and parentheses: the fields count from
+// the last ')'.
+func parseProcStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc stat %q has no command name", b)
+	}
+	// After the name: state (field 3) ... utime (14), stime (15).
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc stat %q has %d fields after the command name, want 13 or more", b, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 || n > 1<<40 { // 1<<40 ticks: 348 years
+			return 0, fmt.Errorf("/proc stat: CPU time %q is not a count of ticks", s)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // waitScored waits until the activator reports a score for each of n

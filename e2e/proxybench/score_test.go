@@ -129,6 +129,7 @@ func TestExposition(t *testing.T) {
 				"vllm:request_success_total":       tc.requests,
 				"vllm:time_to_first_token_seconds": tc.ttft,
 				"vllm:e2e_request_latency_seconds": tc.ttft,
+				"vllm:request_decode_time_seconds": tc.ttft,
 				"vllm:cache_config_info":           1,
 			} {
 				if got := value(t, fams, name); got != want {
@@ -196,7 +197,9 @@ func TestBackendMetrics(t *testing.T) {
 }
 
 func TestMedianRatio(t *testing.T) {
-	pair := func(lr, sc float64) pairRun { return pairRun{lr: wrkResult{rps: lr}, score: wrkResult{rps: sc}} }
+	pair := func(lr, sc float64) pairRun {
+		return pairRun{lr: policyRun{wrk: wrkResult{rps: lr}}, score: policyRun{wrk: wrkResult{rps: sc}}}
+	}
 	for _, tc := range []struct {
 		name  string
 		pairs []pairRun
@@ -242,4 +245,41 @@ func TestFormatScrapeErrors(t *testing.T) {
 			t.Errorf("formatScrapeErrors(%v) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+func TestParseProcStatCPU(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     time.Duration
+		bad      bool
+	}{
+		{"plain", "4242 (nemesis) S 1 4242 4242 0 -1 4194560 2510 0 0 0 150 27 0 0 20 0 7 0 1234 1000 100", 1770 * time.Millisecond, false},
+		{"name with spaces and parens", "7 (a b) c)) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0", 70 * time.Millisecond, false},
+		{"no name", "7 a R 1", 0, true},
+		{"short", "7 (x) R 1 2 3", 0, true},
+		{"not a number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 x 4 0 0", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseProcStatCPU([]byte(tc.in))
+			if tc.bad {
+				if err == nil {
+					t.Errorf("accepted, %v", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseProcStatCPU(f *testing.F) {
+	f.Add([]byte("4242 (nemesis) S 1 4242 4242 0 -1 4194560 2510 0 0 0 150 27 0 0 20 0 7 0 1234 1000 100"))
+	f.Add([]byte("7 (a b) c)) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if d, err := parseProcStatCPU(b); err == nil && d < 0 {
+			t.Errorf("negative CPU time %v", d)
+		}
+	})
 }
