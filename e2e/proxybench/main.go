@@ -57,8 +57,10 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.connections, "connections", 32, "wrk connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.IntVar(&o.rounds, "rounds", 3, "wrk rounds over the three targets; the ratios use the medians")
-	flag.IntVar(&o.scorePairs, "score-pairs", 5, "pairs of wrk runs through a least-request and a score route to the same endpoints; the ratio is the median's (0: none)")
-	flag.DurationVar(&o.scoreDuration, "score-duration", 6*time.Second, "length of each wrk run of the score comparison")
+	// Many short pairs: on a shared machine a pair's two runs are close
+	// in time, and the median drops the pairs that a burst elsewhere hit.
+	flag.IntVar(&o.scorePairs, "score-pairs", 9, "pairs of wrk runs through a least-request and a score route to the same endpoints; the ratio is the median's (0: none)")
+	flag.DurationVar(&o.scoreDuration, "score-duration", 3*time.Second, "length of each wrk run of the score comparison")
 	flag.DurationVar(&o.soak, "soak", 0, "also run the activator at full load this long and report its memory over time (e.g. 5m)")
 	flag.Parse()
 	if o.scorePairs < 0 || o.scorePairs > 0 && o.scoreDuration < time.Second {
