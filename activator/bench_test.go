@@ -53,6 +53,70 @@ func BenchmarkProxy(b *testing.B) {
 	})
 }
 
+// BenchmarkProxyPolicy is BenchmarkProxy through a least-request and a
+// score route to the same four backends, each serving a model server's
+// exposition (12 histograms) on /metrics, scraped every 50 ms on the
+// score route: the bound is score within 5 % of least-request.
+// The scrapes run beside the load, so their cost is in ns/op.
+func BenchmarkProxyPolicy(b *testing.B) {
+	body := []byte("hello, world\n")
+	expo := vllmLikeExposition(12)
+	var addrs []string
+	for range 4 {
+		be := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/metrics" {
+				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+				w.Write(expo)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write(body)
+		})}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		go be.Serve(l)
+		b.Cleanup(func() { be.Close() })
+		addrs = append(addrs, l.Addr().String())
+	}
+	for _, pol := range []string{"least-request", "score"} {
+		b.Run(pol, func(b *testing.B) {
+			cfg := fmt.Sprintf("routes:\n  - name: bench\n    endpoints: [%s]\n    policy: %s\n", quoteList(addrs), pol)
+			if pol == "score" {
+				cfg += "    score:\n      scrape: {interval: 50ms, timeout: 40ms, staleAfter: 2s}\n" +
+					"      metrics: {waiting: vllm:num_requests_waiting, running: vllm:num_requests_running, kv: vllm:kv_cache_usage_perc}\n" +
+					"      filter: waiting < 5 && kv < 0.8\n" +
+					"      expression: 2 * waiting + 20 * kv + inflight\n"
+			}
+			h := startActivator(b, cfg, Options{})
+			tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}
+			b.Cleanup(tr.CloseIdleConnections)
+			client := &http.Client{Transport: tr}
+			buf := make([]byte, 64)
+			b.SetParallelism(16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				req, _ := http.NewRequest(http.MethodGet, h.url+"/", nil)
+				for pb.Next() {
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					n, _ := io.ReadFull(resp.Body, buf[:len(body)])
+					resp.Body.Close()
+					if resp.StatusCode != 200 || n != len(body) {
+						b.Errorf("status %d, %d bytes", resp.StatusCode, n)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkHandler measures the activator's handler alone: a request
 // served in-process (no client connection) and proxied to a local backend.
 func BenchmarkHandler(b *testing.B) {

@@ -1,10 +1,13 @@
 package activator
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -376,4 +379,110 @@ func FuzzParseExposition(f *testing.F) {
 			t.Fatalf("%d values", len(vals))
 		}
 	})
+}
+
+// vllmLikeExposition is an exposition of a model server's shape: the
+// three gauges a score reads among info metrics, counters and hists
+// histograms of 22 buckets, as vLLM serves (about 2 KB per histogram).
+func vllmLikeExposition(hists int) []byte {
+	var b bytes.Buffer
+	for _, g := range []string{"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"} {
+		fmt.Fprintf(&b, "# HELP %s A gauge.\n# TYPE %s gauge\n%s{model_name=\"m\"} 3\n", g, g, g)
+	}
+	b.WriteString("# HELP vllm:cache_config_info Info.\n# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{block_size=\"16\",model_name=\"m\",num_gpu_blocks=\"1024\"} 1\n")
+	for _, c := range []string{"vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:num_preemptions_total"} {
+		fmt.Fprintf(&b, "# HELP %s A counter.\n# TYPE %s counter\n%s{model_name=\"m\"} 12345\n", c, c, c)
+	}
+	for h := range hists {
+		name := fmt.Sprintf("vllm:latency_%d_seconds", h)
+		fmt.Fprintf(&b, "# HELP %s A histogram.\n# TYPE %s histogram\n", name, name)
+		for i, le := range []string{"0.001", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.25", "0.5", "0.75", "1", "2.5", "5", "7.5", "10", "20", "40", "80", "160", "640", "2560", "+Inf"} {
+			fmt.Fprintf(&b, "%s_bucket{le=\"%s\",model_name=\"m\"} %d\n", name, le, 100*i)
+		}
+		fmt.Fprintf(&b, "%s_sum{model_name=\"m\"} 123.5\n%s_count{model_name=\"m\"} 2200\n", name, name)
+	}
+	return b.Bytes()
+}
+
+func scoreFamilies() map[string]int {
+	return map[string]int{"vllm:num_requests_waiting": 0, "vllm:num_requests_running": 1, "vllm:kv_cache_usage_perc": 2}
+}
+
+// TestKeepFamilies: the parser reads only the families a score can use,
+// each whole, and the values are those of the whole exposition.
+func TestKeepFamilies(t *testing.T) {
+	data := vllmLikeExposition(12)
+	fams := scoreFamilies()
+	kept := keepFamilies(data, familyBases(fams))
+	if len(kept) > len(data)/10 {
+		t.Errorf("kept %d of %d bytes:\n%s", len(kept), len(data), kept)
+	}
+	whole, err := readFamilies(data, fams, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := parseExposition(data, false, fams, 3)
+	if err != nil || !slices.Equal(got, whole) {
+		t.Errorf("filtered %v, %v; whole %v", got, err, whole)
+	}
+	for name, c := range map[string]struct {
+		data, want string
+	}{
+		// A histogram's lines all go, or all stay.
+		"histogram": {
+			"# HELP x_seconds h\n# TYPE x_seconds histogram\nx_seconds_bucket{le=\"+Inf\"} 2\nx_seconds_sum 1\nx_seconds_count 2\n# TYPE y gauge\ny 1\n",
+			"# HELP x_seconds h\n# TYPE x_seconds histogram\nx_seconds_bucket{le=\"+Inf\"} 2\nx_seconds_sum 1\nx_seconds_count 2\n"},
+		// The TYPE line of a family stays when one of its samples does:
+		// x_bucket is histogram x's bucket, not a family of its own.
+		"short family": {"# TYPE x histogram\nx_bucket{le=\"1\"} 2\nx_sum 1\nx_count 2\n", "# TYPE x histogram\nx_bucket{le=\"1\"} 2\n"},
+		// Comments, blank lines and other families go; a quoted name, a
+		// line without a name and the last line without a newline stay.
+		"others": {"# just a comment\n\n# TYPE z gauge\nz 1\n{\"x_seconds.q\"} 1\n# HELP\n  x_seconds_count 3", "{\"x_seconds.q\"} 1\n# HELP\n  x_seconds_count 3\n"},
+		// A malformed line of another family no longer matters.
+		"malformed other": {"this is { not a metric\nx_seconds_count 3\n", "x_seconds_count 3\n"},
+	} {
+		if got := string(keepFamilies([]byte(c.data), []string{"x_seconds", "x_bucket"})); got != c.want {
+			t.Errorf("%s: kept\n%q, want\n%q", name, got, c.want)
+		}
+	}
+	// A malformed line of a family read from still fails the scrape.
+	if _, err := parseExposition([]byte("vllm:num_requests_waiting{model_name=\"broken\" 3\nthis is { not a metric\n"), false, fams, 3); err == nil || errors.As(err, new(*missingError)) {
+		t.Errorf("a malformed named family: %v, want a parse error", err)
+	}
+}
+
+// FuzzKeepFamilies: whatever the exposition, if the whole of it parses,
+// the families kept parse too, to the same values, and a family missing
+// from the whole is missing from what is kept.
+func FuzzKeepFamilies(f *testing.F) {
+	f.Add(vllmLikeExposition(1), "vllm:num_requests_waiting")
+	f.Add([]byte("# TYPE w counter\nw_total 1\n# TYPE w_x gauge\nw_x 3\nw_total 2\n"), "w")
+	f.Add([]byte("# TYPE x histogram\nx_bucket{le=\"1\"} 2\nx_sum 1\nx_count 2\n"), "x_bucket")
+	f.Add([]byte("a 1\nb 2\na 3\n"), "a_count")
+	f.Fuzz(func(t *testing.T, data []byte, fam string) {
+		fams := map[string]int{fam: 0, fam + "_sum": 1}
+		whole, werr := readFamilies(data, fams, 2)
+		kept, kerr := readFamilies(keepFamilies(data, familyBases(fams)), fams, 2)
+		if werr == nil && (kerr != nil || !slices.Equal(whole, kept)) {
+			t.Fatalf("whole %v; kept %v, %v", whole, kept, kerr)
+		}
+		var me *missingError
+		if errors.As(werr, &me) && kerr == nil {
+			t.Fatalf("missing from the whole (%v), read from what is kept: %v", werr, kept)
+		}
+	})
+}
+
+// BenchmarkParseExposition is one scrape's parse of a model server's
+// exposition (12 histograms, about 30 KB) for a score's three gauges.
+func BenchmarkParseExposition(b *testing.B) {
+	data := vllmLikeExposition(12)
+	fams := scoreFamilies()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseExposition(data, false, fams, 3); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

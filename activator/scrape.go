@@ -239,6 +239,11 @@ func parseExposition(data []byte, openMetrics bool, families map[string]int, n i
 	if openMetrics {
 		data = openMetricsToText(data)
 	}
+	return readFamilies(keepFamilies(data, familyBases(families)), families, n)
+}
+
+// readFamilies is parseExposition on the text format.
+func readFamilies(data []byte, families map[string]int, n int) ([]float64, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(bytes.NewReader(data))
 	if err != nil {
@@ -288,12 +293,120 @@ func parseExposition(data []byte, openMetrics bool, families map[string]int, n i
 	return vals, nil
 }
 
+// familyBases returns the names of the named families without a _total,
+// _sum or _count suffix: every family a named metric is read from (the
+// family itself, its counter with or without _total, the histogram or
+// summary of its _sum or _count) has a name that starts with one of them.
+func familyBases(families map[string]int) []string {
+	bases := make([]string, 0, len(families))
+	for fam := range families {
+		base := fam
+		for _, suffix := range []string{"_total", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(fam, suffix); ok {
+				base = b
+				break
+			}
+		}
+		bases = append(bases, base)
+	}
+	return bases
+}
+
+// keepFamilies returns the lines of an exposition in the text format
+// that may belong to a family named by one of bases, so that the parser
+// reads the few families a score uses, not a model server's whole
+// exposition with its dozens of histograms: on a busy activator, parsing
+// them all at every scrape of every pod cost more CPU than the picks.
+// Each line of a family (HELP, TYPE, and samples with their _bucket,
+// _sum, _count or _total) starts with the family's name, so a line is
+// dropped only when its name, plainly written, neither starts with a base
+// nor begins one: every family that a named metric is read from stays
+// whole and is read as it would be in the whole exposition, and a family
+// none is read from keeps its TYPE line whenever a sample of it stays
+// (so x_bucket stays a bucket of histogram x). Comments and empty lines
+// go; a line whose name is quoted or cannot be told stays, for the parser
+// to judge. A malformed line of a family no metric is read from is no
+// longer seen, so it fails no scrape.
+func keepFamilies(data []byte, bases []string) []byte {
+	var out []byte
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i+1], data[i+1:]
+		} else {
+			data = nil
+		}
+		name, ok := lineFamily(line)
+		if !ok {
+			continue
+		}
+		if name != nil && !relatedName(name, bases) {
+			continue
+		}
+		out = append(out, line...)
+		if line[len(line)-1] != '\n' {
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+// lineFamily returns the metric name a line of the text format is about:
+// a sample's, or a HELP or TYPE comment's. ok is false for a line the
+// parser ignores (blank, or another comment); name is nil when the name
+// is quoted or missing.
+func lineFamily(line []byte) (name []byte, ok bool) {
+	line = bytes.TrimLeft(line, " \t")
+	if len(line) == 0 || line[0] == '\n' || line[0] == '\r' {
+		return nil, false
+	}
+	if line[0] == '#' {
+		line = bytes.TrimLeft(line[1:], " \t")
+		rest, help := bytes.CutPrefix(line, []byte("HELP"))
+		if !help {
+			if rest, ok = bytes.CutPrefix(line, []byte("TYPE")); !ok {
+				return nil, false
+			}
+		}
+		line = bytes.TrimLeft(rest, " \t")
+		if len(rest) == len(line) && len(line) > 0 && line[0] != '\n' && line[0] != '\r' {
+			return nil, false // #HELPER: a comment
+		}
+	}
+	end := 0
+	for end < len(line) && isNameByte(line[end]) {
+		end++
+	}
+	if end == 0 {
+		return nil, true
+	}
+	return line[:end], true
+}
+
+// isNameByte reports whether c may be part of a plainly written metric
+// name.
+func isNameByte(c byte) bool {
+	return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// relatedName reports whether name starts with one of bases or is the
+// start of one.
+func relatedName(name []byte, bases []string) bool {
+	for _, b := range bases {
+		n := min(len(name), len(b))
+		if string(name[:n]) == b[:n] {
+			return true
+		}
+	}
+	return false
+}
+
 // openMetricsToText turns OpenMetrics into what the text format's parser
 // reads: metadata lines (whose counter names lack _total) and # EOF go,
 // and each sample keeps its name, labels and value, without timestamp or
 // exemplar. Every family is then untyped, named as its samples are.
 func openMetricsToText(data []byte) []byte {
-	out := make([]byte, 0, len(data))
+	var out []byte
 	for len(data) > 0 {
 		line := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {

@@ -15,7 +15,20 @@
 // each request's due time, so stalls are not hidden) against the backend
 // directly, through nginx and through the activator. The load generator
 // shares the two cores with the rest, so this overstates what a separate
-// client would see, for nginx as for the activator. With --soak it also
+// client would see, for nginx as for the activator.
+//
+// Then it compares the activator's policies, as issue 12 asks that a
+// score route's throughput stay within 5 % of least-request's: the same
+// wrk load through a least-request route and through a score route to
+// the same four backend addresses, each serving vLLM's metric families
+// on /metrics (its requests in flight as running, beyond 8 as waiting,
+// and KV use in proportion; see appendExposition), scraped every 50 ms
+// and scored with 2 * waiting + 20 * kv + inflight. Each run has an
+// activator of its own, so that the scrapes cost only the score runs;
+// the runs go in pairs, the first of each pair alternating
+// (--score-pairs, --score-duration), and it prints each run's req/s,
+// latency, the activator's CPU time per request and the score route's
+// failed scrapes, and the medians of the pairs' ratios. With --soak it also
 // reports the activator's memory over a sustained run. It exits non-zero
 // if any request failed.
 package main

@@ -25,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) > 2 && os.Args[1] == "backend" {
-		runBackend(os.Args[2])
+		runBackend(os.Args[2:])
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -37,23 +37,6 @@ func main() {
 	}
 }
 
-// runBackend serves a small fixed answer, like the hello servers of
-// PEERS.md's reference numbers.
-func runBackend(addr string) {
-	body := []byte("hello from the backend\n")
-	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" { // held requests in the memory test never get here
-			time.Sleep(time.Second)
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		w.Write(body)
-	})}
-	if err := srv.ListenAndServe(); err != nil {
-		fmt.Fprintln(os.Stderr, "backend:", err)
-		os.Exit(1)
-	}
-}
-
 type options struct {
 	nemesis     string
 	duration    time.Duration
@@ -61,6 +44,10 @@ type options struct {
 	threads     int
 	soak        time.Duration
 	rounds      int
+	// scorePairs and scoreDuration: the least-request and score
+	// comparison's pairs and the length of each of its wrk runs.
+	scorePairs    int
+	scoreDuration time.Duration
 }
 
 func run(ctx context.Context) error {
@@ -70,8 +57,15 @@ func run(ctx context.Context) error {
 	flag.IntVar(&o.connections, "connections", 32, "wrk connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.IntVar(&o.rounds, "rounds", 3, "wrk rounds over the three targets; the ratios use the medians")
+	// Many short pairs: on a shared machine a pair's two runs are close
+	// in time, and the median drops the pairs that a burst elsewhere hit.
+	flag.IntVar(&o.scorePairs, "score-pairs", 9, "pairs of wrk runs through a least-request and a score route to the same endpoints; the ratio is the median's (0: none)")
+	flag.DurationVar(&o.scoreDuration, "score-duration", 3*time.Second, "length of each wrk run of the score comparison")
 	flag.DurationVar(&o.soak, "soak", 0, "also run the activator at full load this long and report its memory over time (e.g. 5m)")
 	flag.Parse()
+	if o.scorePairs < 0 || o.scorePairs > 0 && o.scoreDuration < time.Second {
+		return fmt.Errorf("--score-pairs %d --score-duration %v: pairs must be 0 or more, and wrk runs a whole second or more", o.scorePairs, o.scoreDuration)
+	}
 	for _, bin := range []string{"wrk", "nginx"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s not found: install Debian's %s (go tool task bench does)", bin, bin)
@@ -92,8 +86,14 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	backend := freeAddr()
-	if err := procs.start(ctx, dir, "backend", self, "backend", backend); err != nil {
+	// One backend process: its first address for direct, nginx and the
+	// activator; all scoreEndpoints of them for the score comparison.
+	backends := make([]string, scoreEndpoints)
+	for i := range backends {
+		backends[i] = freeAddr()
+	}
+	backend := backends[0]
+	if err := procs.start(ctx, dir, "backend", self, append([]string{"backend"}, backends...)...); err != nil {
 		return err
 	}
 	nginxAddr, err := startNginx(ctx, &procs, dir, backend)
@@ -102,17 +102,17 @@ func run(ctx context.Context) error {
 	}
 	activator, admin := freeAddr(), freeAddr()
 	cfg := filepath.Join(dir, "activator.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `routes:
-  - name: bench
-    endpoints: [%q]
-    policy: least-request
-`, backend), 0o644); err != nil {
+	lrCfg, err := activatorConfig(leastRequest, []string{backend})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfg, []byte(lrCfg), 0o644); err != nil {
 		return err
 	}
 	if err := procs.start(ctx, dir, "activator", o.nemesis, "activator", "--config", cfg, "--http-address", activator, "--admin-address", admin, "--log-level", "warn"); err != nil {
 		return err
 	}
-	for _, a := range []string{backend, nginxAddr, activator} {
+	for _, a := range append(slices.Clone(backends), nginxAddr, activator) {
 		if err := waitHTTP(ctx, "http://"+a+"/"); err != nil {
 			return err
 		}
@@ -174,6 +174,26 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("added p99 over direct: nginx %v, activator %v\n",
 		(loops["nginx"].p99 - loops["direct"].p99).Round(time.Microsecond), (loops["activator"].p99 - loops["direct"].p99).Round(time.Microsecond))
+
+	// The score policy against least-request: same endpoints, same load.
+	if o.scorePairs > 0 {
+		fmt.Printf("\nleast-request against score, %d endpoints of the backend (each serving vLLM's metrics), %s; wrk -t%d -c%d -d%v, %d pairs, each run with an activator of its own, the first of each pair alternating:\n",
+			len(backends), scoreSummary, o.threads, o.connections, o.scoreDuration, o.scorePairs)
+		start := time.Now()
+		pairs, perrs, err := scorePairs(ctx, o, &procs, dir, backends)
+		errs += perrs
+		if err != nil {
+			return err
+		}
+		lr := make([]float64, len(pairs))
+		sc := make([]float64, len(pairs))
+		cpu := make([]float64, len(pairs))
+		for i, p := range pairs {
+			lr[i], sc[i], cpu[i] = p.lr.wrk.rps, p.score.wrk.rps, p.cpuRatio()
+		}
+		fmt.Printf("median score/least-request %.3f (aim >= 0.95); median req/s: least-request %.0f, score %.0f; median activator CPU per request score/least-request %.3f; %v in all\n",
+			medianRatio(pairs), medianOf(lr), medianOf(sc), medianOf(cpu), time.Since(start).Round(100*time.Millisecond))
+	}
 	if errs > 0 {
 		return fmt.Errorf("%d requests failed", errs)
 	}
@@ -262,6 +282,16 @@ func (g *procGroup) start(ctx context.Context, dir, name, bin string, args ...st
 	return nil
 }
 
+// stop stops one process, by pid, and forgets it.
+func (g *procGroup) stop(name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if cmd, ok := g.procs[name]; ok {
+		stopProc(cmd)
+		delete(g.procs, name)
+	}
+}
+
 func (g *procGroup) pid(name string) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -272,16 +302,21 @@ func (g *procGroup) stopAll() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for name, cmd := range g.procs {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		stopProc(cmd)
 		delete(g.procs, name)
+	}
+}
+
+// stopProc ends cmd's process group: SIGTERM, then SIGKILL after 5s.
+func stopProc(cmd *exec.Cmd) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
 	}
 }
 
@@ -324,11 +359,13 @@ type wrkResult struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
+	requests int // answered
 }
 
 func runWrk(ctx context.Context, o options, url string) (wrkResult, error) {
 	var (
 		rpsRE     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+		countRE   = regexp.MustCompile(`(\d+) requests in `)
 		pctRE     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)`)
 		socketRE  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 		non2xxRE  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
@@ -345,6 +382,9 @@ func runWrk(ctx context.Context, o options, url string) (wrkResult, error) {
 		return r, fmt.Errorf("no Requests/sec in wrk output: %s", out)
 	}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if m := countRE.FindSubmatch(out); m != nil {
+		r.requests, _ = strconv.Atoi(string(m[1]))
+	}
 	for _, p := range pctRE.FindAllSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(string(p[2]), 64)
 		d := time.Duration(v * float64(unitScale[string(p[3])]))
