@@ -156,6 +156,35 @@ func (e *env) sync() {
 	if err := e.se.WaitForSync(ctx); err != nil {
 		e.t.Fatal(err)
 	}
+	// An informer is synced after its list, and its watch starts a moment
+	// later. The fake clientset does not replay to a watch what changed
+	// since the list (a real API server does, from the list's
+	// resourceVersion), so a change made in between would be lost to the
+	// test: wait until every list has its watch.
+	for {
+		lists, watches := map[string]bool{}, map[string]bool{}
+		for _, a := range e.client.Actions() {
+			k := a.GetResource().Resource + " " + a.GetNamespace()
+			switch a.GetVerb() {
+			case "list":
+				lists[k] = true
+			case "watch":
+				watches[k] = true
+			}
+		}
+		missing := false
+		for k := range lists {
+			missing = missing || !watches[k]
+		}
+		if !missing {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("informers listed %v but watch only %v", lists, watches)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 func (e *env) createService(s *corev1.Service) {
