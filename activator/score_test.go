@@ -161,10 +161,11 @@ func TestScoreScrapeFaults(t *testing.T) {
 			a, b := newFakePod(t, "a"), newFakePod(t, "b")
 			a.set(3, "")  // scores 6 + inflight
 			b.set(10, "") // scores 20 + inflight while its scrapes work
-			// A timeout of 200ms: reading a huge exposition under -race
-			// on a loaded machine must not time out first.
+			// A timeout of 450ms (the slow fault takes 600ms): reading a
+			// huge exposition under -race on a loaded machine must not
+			// time out first (at 200ms it did, once).
 			h := startActivator(t, strings.Replace(scoreRoute([]string{hostOf(a.srv), hostOf(b.srv)}, ""),
-				"interval: 20ms, timeout: 15ms", "interval: 250ms, timeout: 200ms", 1), Options{})
+				"interval: 20ms, timeout: 15ms", "interval: 500ms, timeout: 450ms", 1), Options{})
 			scoredAll(t, h, a, b)
 			b.set(10, fault)
 			labels := map[string]string{"route": "s", "endpoint": hostOf(b.srv), "reason": reason}
