@@ -127,7 +127,7 @@ func TestScaleFromZero(t *testing.T) {
 func TestScaleOut(t *testing.T) {
 	ns := nsScaleOut
 	const cooldown = 30
-	app(t, ns, "sample", cooldown)
+	app(t, ns, "demand", cooldown)
 	tl := watchDeployment(t, ns)
 	g := generator(ns)
 	ctx, stop := context.WithCancel(env.ctx)
@@ -135,8 +135,9 @@ func TestScaleOut(t *testing.T) {
 	var wg sync.WaitGroup
 	var steps []string
 	// 2, 6, 10, then 14 workers: the middle of each replica's band of 4
-	// requests, so that a request counted twice or not at all in a scrape
-	// of the app's gauges does not tip the rule's answer to a neighbour.
+	// requests of rule set demand, (inflight + queued) / 4, so that a
+	// request counted twice or not at all in a scrape does not tip the
+	// rule's answer to a neighbour.
 	for i, want := range []int32{1, 2, 3, 4} {
 		workers := 4
 		if i == 0 {
@@ -161,7 +162,7 @@ func TestScaleOut(t *testing.T) {
 	}
 	// Prometheus scrapes every 2 s: let it see the end of the window.
 	time.Sleep(5 * time.Second)
-	bt := checkBacktest(t, ns, "sample", cooldown, tl, end)
+	bt := checkBacktest(t, ns, "demand", cooldown, tl, end)
 	env.report("scale-out", "%s; %s; %s", strings.Join(steps, ", "), st, bt)
 }
 
