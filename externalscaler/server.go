@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -133,6 +134,8 @@ type object struct {
 	version uint64
 	rs      *rules.RuleSet
 	queries []string
+	// res is the same, shared by the records made under that version.
+	res *resolved
 
 	// The last answer, reused for ReuseFor.
 	answer   answer
@@ -147,15 +150,24 @@ type object struct {
 	// The last good decision, for onError: hold.
 	last rules.LastGood
 
+	// records are the newest evaluations; seq numbers them.
+	records ring
+	seq     uint64
+
 	lastSeen time.Time
 }
 
 // answer is what KEDA is told: a decision, or an error.
 type answer struct {
+	// seq is the evaluation's number among its trigger's records; 0 for
+	// an answer that is no evaluation (the trigger could not be resolved).
+	seq      uint64
 	ruleSet  string
 	decision rules.Decision
 	holding  bool
 	err      error
+	// outcome is the evaluation's, for its record.
+	outcome rules.Outcome
 }
 
 // New returns a scaler serving the rules of r, querying through q.
@@ -271,6 +283,7 @@ func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
 		o.answerAt = time.Time{} // the rules changed: do not reuse an answer
 	}
 	o.ruleSet, o.rs, o.queries, o.version = name, rs, queries, cat.Version
+	o.res = &resolved{rs: rs, version: cat.Version, queries: queries, metadata: maps.Clone(ref.ScalerMetadata)}
 	o.lastSeen = s.opts.Now()
 	return o, nil
 }
@@ -344,18 +357,21 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 			s.mu.Unlock()
 			return a, nil
 		}
-		rs, queries, service := o.rs, o.queries, o.service
+		rs, queries, service, res := o.rs, o.queries, o.service, o.res
 		s.mu.Unlock()
 
 		// The evaluation serves every caller that joined it, so one caller
 		// going away must not fail it; queries have their own timeout.
-		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service)
+		rec := record{res: res}
+		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service, &rec)
+		rec.waiting = s.waiting(ref)
 
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		now = s.opts.Now()
 		a := s.applyOnError(o, rs, d, err, now)
 		a.ruleSet = rs.Name
+		o.seq++
+		a.seq = o.seq
 		o.answer, o.answerAt = a, now
 		labels := []string{o.namespace, o.name, o.ruleSet}
 		if a.err == nil {
@@ -363,11 +379,30 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 			s.m.active.WithLabelValues(labels...).Set(boolFloat(a.decision.Active))
 		}
 		s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
+		rec.at, rec.seq, rec.out = now, a.seq, a.outcome
+		prev := o.records.last()
+		if prev != nil {
+			rec.prev, rec.hasPrev = prev.replicas()
+		}
+		changed := rec.changed(prev)
+		o.records.add(rec)
+		s.mu.Unlock()
+		if changed && s.logger.Enabled(ctx, slog.LevelDebug) {
+			s.logger.Debug("decision changed", "namespace", ref.Namespace, "scaledObject", ref.Name, "ruleSet", rs.Name, "explanation", rec.explain())
+		}
 		return a, nil
 	})
 	select {
 	case r := <-ch:
-		return r.Val.(answer)
+		a := r.Val.(answer)
+		if a.seq != 0 {
+			s.mu.Lock()
+			if o := s.objects[key]; o != nil {
+				o.records.count(a.seq)
+			}
+			s.mu.Unlock()
+		}
+		return a
 	case <-ctx.Done():
 		return answer{err: status.FromContextError(ctx.Err()).Err()}
 	}
@@ -385,7 +420,7 @@ func (a answer) active(waiting bool) (active, ok bool) {
 func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, err error, now time.Time) answer {
 	out := rs.Decide(&o.last, now, d, err)
 	if out.EvalErr == nil {
-		return answer{decision: out.Decision}
+		return answer{decision: out.Decision, outcome: out}
 	}
 	log := s.logger.With("namespace", o.namespace, "scaledObject", o.name, "ruleSet", rs.Name, "err", out.EvalErr.Error())
 	switch {
@@ -395,13 +430,14 @@ func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, er
 		log.Warn("evaluation failed; holding the last good decision", "replicas", out.Decision.Replicas, "age", now.Sub(out.HeldSince).Round(time.Millisecond).String(), "staleAfter", rs.StaleAfter.String())
 	default:
 		log.Error("evaluation failed; KEDA's fallback applies")
-		return answer{err: status.Error(grpccodes.Unavailable, out.Err.Error())}
+		return answer{err: status.Error(grpccodes.Unavailable, out.Err.Error()), outcome: out}
 	}
-	return answer{decision: out.Decision, holding: out.Holding}
+	return answer{decision: out.Decision, holding: out.Holding, outcome: out}
 }
 
 // evaluate runs the queries and the rule set once.
-func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string, service string) (d rules.Decision, err error) {
+// It fills rec with its inputs and duration.
+func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string, service string, rec *record) (d rules.Decision, err error) {
 	start := s.opts.Now()
 	ctx, span := s.tracer.Start(ctx, "nemesis.evaluate", trace.WithAttributes(
 		attribute.String("nemesis.rule_set", rs.Name),
@@ -410,7 +446,8 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 	))
 	defer func() {
 		s.m.evaluations.WithLabelValues(rs.Name).Inc()
-		s.m.duration.WithLabelValues(rs.Name).Observe(s.opts.Now().Sub(start).Seconds())
+		rec.duration = s.opts.Now().Sub(start)
+		s.m.duration.WithLabelValues(rs.Name).Observe(rec.duration.Seconds())
 		if err != nil {
 			s.m.errors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
 			span.RecordError(err)
@@ -453,6 +490,12 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		})
 	}
 	wg.Wait()
+	rec.results = results
+	if slices.ContainsFunc(errs[:len(queries)], func(e error) bool { return e != nil }) {
+		rec.queryErrs = errs[:len(queries)]
+	}
+	rec.readTarget = usesTarget && errs[len(queries)] == nil
+	rec.builtins = builtins
 	if err := errors.Join(errs...); err != nil {
 		return rules.Decision{}, err
 	}
@@ -470,6 +513,7 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		}
 		span.SetAttributes(attribute.Int64("nemesis.inflight", inFlight), attribute.Int64("nemesis.queued", queued))
 		builtins.InFlight, builtins.Queued = float64(inFlight), float64(queued)
+		rec.builtins.InFlight, rec.builtins.Queued, rec.readDemand = builtins.InFlight, builtins.Queued, true
 	}
 	return rs.EvaluateWith(results, &builtins)
 }
@@ -557,6 +601,7 @@ func (s *Server) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsA
 	if o != nil && !o.pairAt.IsZero() && s.opts.Now().Sub(o.pairAt) < s.opts.ReuseFor && o.version == s.rules.Current().Version {
 		a := o.pairAnswer
 		o.pairAt = time.Time{} // one IsActive per GetMetrics
+		o.records.count(a.seq)
 		s.mu.Unlock()
 		active, _ := a.active(s.waiting(ref)) // a paired answer is never an error
 		return &pb.IsActiveResponse{Result: active}, nil
