@@ -127,6 +127,11 @@ type ring struct {
 
 func (r *ring) add(rec record) {
 	if len(r.buf) < RecordsKept {
+		if len(r.buf) == cap(r.buf) {
+			// Grow as append would, but never past RecordsKept: append's
+			// doubling would leave 28 slots unused for good.
+			r.buf = slices.Grow(r.buf, min(max(2*cap(r.buf), 4), RecordsKept)-len(r.buf))
+		}
 		r.buf = append(r.buf, rec)
 		return
 	}
