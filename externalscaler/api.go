@@ -13,20 +13,20 @@ import (
 func (s *Server) Decisions() []Record {
 	type kept struct {
 		namespace, name string
-		rec             record
+		v               view
 	}
 	s.mu.Lock()
 	recs := make([]kept, 0, len(s.objects))
 	for _, o := range s.objects {
-		if r := o.records.last(); r != nil {
-			recs = append(recs, kept{o.namespace, o.name, *r})
+		if n := len(o.records.buf); n > 0 {
+			recs = append(recs, kept{o.namespace, o.name, o.view(n - 1)})
 		}
 	}
 	s.mu.Unlock()
 	// Built outside s.mu: an explanation runs the rule set's sub-terms.
 	out := make([]Record, len(recs))
-	for i, k := range recs {
-		out[i] = k.rec.build(k.namespace, k.name)
+	for i := range recs {
+		out[i] = recs[i].v.build(recs[i].namespace, recs[i].name)
 	}
 	sortNewestFirst(out)
 	return out
@@ -36,22 +36,32 @@ func (s *Server) Decisions() []Record {
 // triggers, newest first. known is false when the server keeps no state
 // for the ScaledObject: it was never asked about, or has been forgotten.
 func (s *Server) History(namespace, name string) (records []Record, known bool) {
-	var recs []record
+	var views []view
 	s.mu.Lock()
 	for _, o := range s.objects {
 		if o.namespace != namespace || o.name != name {
 			continue
 		}
 		known = true
-		o.records.newestFirst(func(r *record) { recs = append(recs, *r) })
+		for k := len(o.records.buf) - 1; k >= 0; k-- {
+			views = append(views, o.view(k))
+		}
 	}
 	s.mu.Unlock()
-	out := make([]Record, len(recs))
-	for i := range recs {
-		out[i] = recs[i].build(namespace, name)
+	out := make([]Record, len(views))
+	for i := range views {
+		out[i] = views[i].build(namespace, name)
 	}
 	sortNewestFirst(out)
 	return out, known
+}
+
+// view copies the record k-th oldest of o with the calls it answered.
+// Callers hold s.mu.
+func (o *object) view(k int) view {
+	v := o.records.view(k)
+	v.rec.calls = o.callsOf(&v.rec)
+	return v
 }
 
 // RegisterAPI serves the decision records and the rule sets in force on

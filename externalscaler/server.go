@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
@@ -152,7 +154,12 @@ type object struct {
 
 	// records are the newest evaluations; seq numbers them.
 	records ring
-	seq     uint64
+	seq     uint32
+	// calls counts the calls answered by the newest record: its seq in the
+	// high 32 bits, the count in the low, so that a call counts itself
+	// without s.mu (see countCall). It is folded into the record when the
+	// next one is kept.
+	calls atomic.Uint64
 
 	lastSeen time.Time
 }
@@ -161,13 +168,15 @@ type object struct {
 type answer struct {
 	// seq is the evaluation's number among its trigger's records; 0 for
 	// an answer that is no evaluation (the trigger could not be resolved).
-	seq      uint64
+	seq      uint32
 	ruleSet  string
 	decision rules.Decision
 	holding  bool
 	err      error
 	// outcome is the evaluation's, for its record.
 	outcome rules.Outcome
+	// obj is the trigger whose record seq is.
+	obj *object
 }
 
 // New returns a scaler serving the rules of r, querying through q.
@@ -362,16 +371,20 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 
 		// The evaluation serves every caller that joined it, so one caller
 		// going away must not fail it; queries have their own timeout.
-		rec := record{res: res}
-		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service, &rec)
-		rec.waiting = s.waiting(ref)
+		var in evaluation
+		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service, &in)
+		waiting := in.readDemand && in.builtins.Queued > 0 // read just now: no second look
+		if !in.readDemand {
+			waiting = s.waiting(ref)
+		}
+		in.fail = newFailure(err, &in) // rendered before s.mu, and only for an error
 
 		s.mu.Lock()
 		now = s.opts.Now()
 		a := s.applyOnError(o, rs, d, err, now)
 		a.ruleSet = rs.Name
 		o.seq++
-		a.seq = o.seq
+		a.seq, a.obj = o.seq, o
 		o.answer, o.answerAt = a, now
 		labels := []string{o.namespace, o.name, o.ruleSet}
 		if a.err == nil {
@@ -379,33 +392,100 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 			s.m.active.WithLabelValues(labels...).Set(boolFloat(a.decision.Active))
 		}
 		s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
-		rec.at, rec.seq, rec.out = now, a.seq, a.outcome
-		prev := o.records.last()
-		if prev != nil {
-			rec.prev, rec.hasPrev = prev.replicas()
+		changed := o.keep(now, a.seq, res, a.outcome, waiting, &in)
+		var v view
+		debug := changed && s.logger.Enabled(ctx, slog.LevelDebug)
+		if debug {
+			v = o.records.view(len(o.records.buf) - 1)
 		}
-		changed := rec.changed(prev)
-		o.records.add(rec)
 		s.mu.Unlock()
-		if changed && s.logger.Enabled(ctx, slog.LevelDebug) {
-			s.logger.Debug("decision changed", "namespace", ref.Namespace, "scaledObject", ref.Name, "ruleSet", rs.Name, "explanation", rec.explain())
+		if debug {
+			s.logger.Debug("decision changed", "namespace", ref.Namespace, "scaledObject", ref.Name, "ruleSet", rs.Name, "explanation", v.explain())
 		}
 		return a, nil
 	})
 	select {
 	case r := <-ch:
 		a := r.Val.(answer)
-		if a.seq != 0 {
+		if a.obj != nil && !a.obj.countCall(a.seq) {
 			s.mu.Lock()
-			if o := s.objects[key]; o != nil {
-				o.records.count(a.seq)
-			}
+			a.obj.records.count(a.seq)
 			s.mu.Unlock()
 		}
 		return a
 	case <-ctx.Done():
 		return answer{err: status.FromContextError(ctx.Err()).Err()}
 	}
+}
+
+// keep records the evaluation numbered seq, made at now, whose answer is
+// out, and reports whether it answers differently from the one before.
+// Callers hold s.mu.
+func (o *object) keep(now time.Time, seq uint32, res *resolved, out rules.Outcome, waiting bool, in *evaluation) (changed bool) {
+	rec := record{at: now.UnixNano(), res: res, raw: out.Decision.Raw, replicas: out.Decision.Replicas, seq: seq,
+		micros: uint32(min(in.duration.Microseconds(), math.MaxUint32))}
+	for _, f := range [...]struct {
+		on   bool
+		flag recordFlags
+	}{
+		{out.Decision.Active, flagActive}, {out.Holding, flagHolding}, {out.Fixed, flagFixed}, {out.Err != nil, flagNoAnswer},
+		{waiting, flagWaiting}, {in.results != nil, flagRan}, {in.readDemand, flagReadDemand}, {in.readTarget, flagReadTarget},
+	} {
+		if f.on {
+			rec.flags |= f.flag
+		}
+	}
+	if out.Err != nil {
+		rec.replicas = 0
+	}
+	prev := o.records.last()
+	if f := in.fail; f != nil {
+		if out.Err != nil {
+			f.answerErr = out.Err.Error()
+		}
+		if out.Holding {
+			f.heldSince = out.HeldSince.UnixNano()
+		}
+		if prev != nil && prev.fail != nil && prev.fail.equal(f) {
+			f = prev.fail // the same error as before: shared
+		}
+		rec.fail = f
+	}
+	var prevOdd *oddQueries
+	if prev != nil {
+		prevOdd = prev.odd
+	}
+	rec.odd = oddOf(res.rs, in, prevOdd)
+	changed = rec.changed(prev)
+	// The calls counted for the record before this one join it.
+	if c := o.calls.Swap(uint64(seq) << 32); prev != nil && uint32(c>>32) == prev.seq {
+		prev.calls += uint32(c)
+	}
+	o.records.add(rec, in)
+	return changed
+}
+
+// countCall counts one call answered by the record numbered seq, if that is
+// the newest, without s.mu; false means it is not and the caller must count
+// it in the ring, under s.mu.
+func (o *object) countCall(seq uint32) bool {
+	for {
+		c := o.calls.Load()
+		if uint32(c>>32) != seq {
+			return false
+		}
+		if o.calls.CompareAndSwap(c, c+1) {
+			return true
+		}
+	}
+}
+
+// callsOf is how many calls the record rec answered. Callers hold s.mu.
+func (o *object) callsOf(rec *record) uint32 {
+	if c := o.calls.Load(); uint32(c>>32) == rec.seq {
+		return rec.calls + uint32(c)
+	}
+	return rec.calls
 }
 
 // active is what KEDA is told of the answer's activity, with waiting
@@ -436,8 +516,8 @@ func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, er
 }
 
 // evaluate runs the queries and the rule set once.
-// It fills rec with its inputs and duration.
-func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string, service string, rec *record) (d rules.Decision, err error) {
+// It fills in with what it read, and its duration.
+func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string, service string, in *evaluation) (d rules.Decision, err error) {
 	start := s.opts.Now()
 	ctx, span := s.tracer.Start(ctx, "nemesis.evaluate", trace.WithAttributes(
 		attribute.String("nemesis.rule_set", rs.Name),
@@ -446,8 +526,8 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 	))
 	defer func() {
 		s.m.evaluations.WithLabelValues(rs.Name).Inc()
-		rec.duration = s.opts.Now().Sub(start)
-		s.m.duration.WithLabelValues(rs.Name).Observe(rec.duration.Seconds())
+		in.duration = s.opts.Now().Sub(start)
+		s.m.duration.WithLabelValues(rs.Name).Observe(in.duration.Seconds())
 		if err != nil {
 			s.m.errors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
 			span.RecordError(err)
@@ -490,12 +570,12 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		})
 	}
 	wg.Wait()
-	rec.results = results
+	in.results = results
 	if slices.ContainsFunc(errs[:len(queries)], func(e error) bool { return e != nil }) {
-		rec.queryErrs = errs[:len(queries)]
+		in.errs = errs[:len(queries)]
 	}
-	rec.readTarget = usesTarget && errs[len(queries)] == nil
-	rec.builtins = builtins
+	in.readTarget = usesTarget && errs[len(queries)] == nil
+	in.builtins = builtins
 	if err := errors.Join(errs...); err != nil {
 		return rules.Decision{}, err
 	}
@@ -513,7 +593,7 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		}
 		span.SetAttributes(attribute.Int64("nemesis.inflight", inFlight), attribute.Int64("nemesis.queued", queued))
 		builtins.InFlight, builtins.Queued = float64(inFlight), float64(queued)
-		rec.builtins.InFlight, rec.builtins.Queued, rec.readDemand = builtins.InFlight, builtins.Queued, true
+		in.builtins.InFlight, in.builtins.Queued, in.readDemand = builtins.InFlight, builtins.Queued, true
 	}
 	return rs.EvaluateWith(results, &builtins)
 }
@@ -601,7 +681,9 @@ func (s *Server) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsA
 	if o != nil && !o.pairAt.IsZero() && s.opts.Now().Sub(o.pairAt) < s.opts.ReuseFor && o.version == s.rules.Current().Version {
 		a := o.pairAnswer
 		o.pairAt = time.Time{} // one IsActive per GetMetrics
-		o.records.count(a.seq)
+		if !o.countCall(a.seq) {
+			o.records.count(a.seq)
+		}
 		s.mu.Unlock()
 		active, _ := a.active(s.waiting(ref)) // a paired answer is never an error
 		return &pb.IsActiveResponse{Result: active}, nil
