@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -122,6 +123,13 @@ func TestRecordOfGoodEvaluation(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+func fmtPtr[T any](p *T) any {
+	if p == nil {
+		return "null"
+	}
+	return *p
+}
+
 func equalQueries(a, b []QueryRecord) bool {
 	return slices.EqualFunc(a, b, func(x, y QueryRecord) bool {
 		return x.Name == y.Name && x.Query == y.Query && x.Error == y.Error && x.Reason == y.Reason &&
@@ -198,6 +206,12 @@ func TestRecordRingKeepsNewest100(t *testing.T) {
 		want := float64(evals - 1 - i) // newest first; the oldest 50 dropped
 		if got := *rec.Queries[0].Value; got != want {
 			t.Fatalf("record %d: waiting %v, want %v", i, got, want)
+		}
+		// The replicas of the evaluation before, evicted or not: waiting
+		// one less, over 4, within max 16.
+		wantPrev := min(16, int64(math.Ceil((want-1)/4)))
+		if rec.PreviousReplicas == nil || *rec.PreviousReplicas != wantPrev {
+			t.Fatalf("record %d: previousReplicas %v, want %d", i, fmtPtr(rec.PreviousReplicas), wantPrev)
 		}
 	}
 	if d := e.server.Decisions(); len(d) != 1 || *d[0].Queries[0].Value != evals-1 {
