@@ -166,15 +166,13 @@ type object struct {
 
 // answer is what KEDA is told: a decision, or an error.
 type answer struct {
-	// seq is the evaluation's number among its trigger's records; 0 for
-	// an answer that is no evaluation (the trigger could not be resolved).
-	seq      uint32
 	ruleSet  string
 	decision rules.Decision
 	holding  bool
-	err      error
-	// outcome is the evaluation's, for its record.
-	outcome rules.Outcome
+	// seq is the evaluation's number among its trigger's records; 0 for
+	// an answer that is no evaluation (the trigger could not be resolved).
+	seq uint32
+	err error
 	// obj is the trigger whose record seq is.
 	obj *object
 }
@@ -373,34 +371,9 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 		// going away must not fail it; queries have their own timeout.
 		var in evaluation
 		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service, &in)
-		waiting := in.readDemand && in.builtins.Queued > 0 // read just now: no second look
-		if !in.readDemand {
-			waiting = s.waiting(ref)
-		}
-		in.fail = newFailure(err, &in) // rendered before s.mu, and only for an error
-
-		s.mu.Lock()
-		now = s.opts.Now()
-		a := s.applyOnError(o, rs, d, err, now)
-		a.ruleSet = rs.Name
-		o.seq++
-		a.seq, a.obj = o.seq, o
-		o.answer, o.answerAt = a, now
-		labels := []string{o.namespace, o.name, o.ruleSet}
-		if a.err == nil {
-			s.m.desired.WithLabelValues(labels...).Set(float64(a.decision.Replicas))
-			s.m.active.WithLabelValues(labels...).Set(boolFloat(a.decision.Active))
-		}
-		s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
-		changed := o.keep(now, a.seq, res, a.outcome, waiting, &in)
-		var v view
-		debug := changed && s.logger.Enabled(ctx, slog.LevelDebug)
-		if debug {
-			v = o.records.view(len(o.records.buf) - 1)
-		}
-		s.mu.Unlock()
-		if debug {
-			s.logger.Debug("decision changed", "namespace", ref.Namespace, "scaledObject", ref.Name, "ruleSet", rs.Name, "explanation", v.explain())
+		a, changed := s.conclude(ctx, o, ref, res, d, err, &in)
+		if changed != nil {
+			s.logChange(ref, changed)
 		}
 		return a, nil
 	})
@@ -416,6 +389,45 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 	case <-ctx.Done():
 		return answer{err: status.FromContextError(ctx.Err()).Err()}
 	}
+}
+
+// conclude turns an evaluation of o's rule set (d, or its error err) into
+// the answer and keeps its record. It returns the record as well when it
+// answers differently from the one before and debug logging is on. It is a
+// function of its own, apart from the evaluation's goroutine's first frame,
+// so that its variables do not make that goroutine's stack grow further
+// while the queries run.
+func (s *Server) conclude(ctx context.Context, o *object, ref *pb.ScaledObjectRef, res *resolved, d rules.Decision, err error, in *evaluation) (answer, *view) {
+	waiting := in.readDemand && in.builtins.Queued > 0 // read just now: no second look
+	if !in.readDemand {
+		waiting = s.waiting(ref)
+	}
+	in.fail = newFailure(err, in) // rendered before s.mu, and only for an error
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	a, out := s.applyOnError(o, res.rs, d, err, now)
+	a.ruleSet = res.rs.Name
+	o.seq++
+	a.seq, a.obj = o.seq, o
+	o.answer, o.answerAt = a, now
+	labels := []string{o.namespace, o.name, o.ruleSet}
+	if a.err == nil {
+		s.m.desired.WithLabelValues(labels...).Set(float64(a.decision.Replicas))
+		s.m.active.WithLabelValues(labels...).Set(boolFloat(a.decision.Active))
+	}
+	s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
+	if o.keep(now, a.seq, res, out, waiting, in) && s.logger.Enabled(ctx, slog.LevelDebug) {
+		v := o.records.view(len(o.records.buf) - 1)
+		return a, &v
+	}
+	return a, nil
+}
+
+// logChange logs, at debug, the record of a decision that changed.
+func (s *Server) logChange(ref *pb.ScaledObjectRef, v *view) {
+	s.logger.Debug("decision changed", "namespace", ref.Namespace, "scaledObject", ref.Name, "ruleSet", v.rec.res.rs.Name, "explanation", v.explain())
 }
 
 // keep records the evaluation numbered seq, made at now, whose answer is
@@ -497,10 +509,10 @@ func (a answer) active(waiting bool) (active, ok bool) {
 // applyOnError turns an evaluation into an answer under the rule set's
 // onError policy (rules.RuleSet.Decide), and logs what it did. Callers hold
 // s.mu.
-func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, err error, now time.Time) answer {
+func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, err error, now time.Time) (answer, rules.Outcome) {
 	out := rs.Decide(&o.last, now, d, err)
 	if out.EvalErr == nil {
-		return answer{decision: out.Decision, outcome: out}
+		return answer{decision: out.Decision}, out
 	}
 	log := s.logger.With("namespace", o.namespace, "scaledObject", o.name, "ruleSet", rs.Name, "err", out.EvalErr.Error())
 	switch {
@@ -510,9 +522,9 @@ func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, er
 		log.Warn("evaluation failed; holding the last good decision", "replicas", out.Decision.Replicas, "age", now.Sub(out.HeldSince).Round(time.Millisecond).String(), "staleAfter", rs.StaleAfter.String())
 	default:
 		log.Error("evaluation failed; KEDA's fallback applies")
-		return answer{err: status.Error(grpccodes.Unavailable, out.Err.Error()), outcome: out}
+		return answer{err: status.Error(grpccodes.Unavailable, out.Err.Error())}, out
 	}
-	return answer{decision: out.Decision, holding: out.Holding, outcome: out}
+	return answer{decision: out.Decision, holding: out.Holding}, out
 }
 
 // evaluate runs the queries and the rule set once.
