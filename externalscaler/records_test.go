@@ -415,12 +415,31 @@ func (freshQuerier) Query(context.Context, string) (metrics.Result, error) {
 	return metrics.Result{Values: []float64{7}}, nil
 }
 
+// failingQuerier fails every query, as a Prometheus that is down does, with
+// an error of its own each time.
+type failingQuerier struct{}
+
+func (failingQuerier) Query(context.Context, string) (metrics.Result, error) {
+	return metrics.Result{}, fmt.Errorf("Post %q: dial tcp 10.96.0.10:9090: connect: connection refused", "http://prometheus:9090/api/v1/query")
+}
+
 // BenchmarkRecordsMemory measures the heap the records of 1,000
 // ScaledObjects hold once each has RecordsKept of them: reported as
 // record-bytes/object (the heap beyond the same objects with one record
-// each) and bytes/object (all their state, records included).
+// each) and bytes/object (all their state, records included); "good" while
+// the queries answer, "prometheus down" while every query fails.
 func BenchmarkRecordsMemory(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		q    Querier
+	}{{"good", freshQuerier{}}, {"prometheus down", failingQuerier{}}} {
+		b.Run(bc.name, func(b *testing.B) { benchmarkRecordsMemory(b, bc.q) })
+	}
+}
+
+func benchmarkRecordsMemory(b *testing.B, q Querier) {
 	const objects = 1000
+	_, failing := q.(failingQuerier)
 	for b.Loop() {
 		b.StopTimer()
 		clock := newFakeClock()
@@ -428,18 +447,19 @@ func BenchmarkRecordsMemory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s := New(store, freshQuerier{}, Options{Logger: discardLogger(), Now: clock.Now})
+		s := New(store, q, Options{Logger: discardLogger(), Now: clock.Now})
 		refs := make([]*pb.ScaledObjectRef, objects)
 		for i := range refs {
 			refs[i] = ref(fmt.Sprintf("ns-%d", i%20), fmt.Sprintf("so-%d", i), map[string]string{"ruleSet": "chat", "model": "llama"})
 		}
 		round := func() {
 			for _, r := range refs {
-				if _, err := s.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: r}); err != nil {
-					b.Fatal(err)
+				_, err := s.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: r})
+				if (err != nil) != failing {
+					b.Fatalf("GetMetrics: %v", err)
 				}
-				if _, err := s.IsActive(context.Background(), r); err != nil {
-					b.Fatal(err)
+				if _, err := s.IsActive(context.Background(), r); (err != nil) != failing {
+					b.Fatalf("IsActive: %v", err)
 				}
 			}
 			clock.Add(2 * time.Second)
@@ -459,6 +479,9 @@ func BenchmarkRecordsMemory(b *testing.B) {
 		}
 		b.StopTimer()
 		full := heap()
+		if recs, _ := s.History("ns-0", "so-0"); len(recs) != RecordsKept {
+			b.Fatalf("%d records, want %d", len(recs), RecordsKept)
+		}
 		b.ReportMetric(float64(full-one)/objects, "record-bytes/object")
 		b.ReportMetric(float64(full-before)/objects, "bytes/object")
 		runtime.KeepAlive(s)
@@ -476,4 +499,36 @@ func newStoreFrom(tb testing.TB, rules string) (*RuleStore, error) {
 		return nil, err
 	}
 	return NewRuleStore([]string{path}, discardLogger(), prometheus.NewRegistry())
+}
+
+// BenchmarkEvaluationPath is the scaler's own cost of one evaluation and
+// its record, without gRPC or Prometheus: a GetMetrics past ReuseFor and
+// the IsActive paired with it, over 100 triggers in turn (their rings
+// full).
+func BenchmarkEvaluationPath(b *testing.B) {
+	store, err := newStoreFrom(b, recordRules)
+	if err != nil {
+		b.Fatal(err)
+	}
+	clock := newFakeClock()
+	s := New(store, freshQuerier{}, Options{Logger: discardLogger(), Now: clock.Now})
+	refs := make([]*pb.ScaledObjectRef, 100)
+	for i := range refs {
+		refs[i] = ref("ns", fmt.Sprintf("so-%d", i), map[string]string{"ruleSet": "chat", "model": "llama"})
+	}
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		if i%len(refs) == 0 {
+			clock.Add(2 * time.Second)
+		}
+		r := refs[i%len(refs)]
+		i++
+		if _, err := s.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: r}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.IsActive(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
