@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,6 +137,33 @@ type RuleStore struct {
 	current atomic.Pointer[Catalog]
 	logger  *slog.Logger
 	m       *storeMetrics
+	now     func() time.Time
+
+	// mu guards the reload state below.
+	mu       sync.Mutex
+	loadedAt time.Time
+	// lastErr is the last reload's error while the files on disk are
+	// rejected; nil once they load (or match the version in force) again.
+	lastErr   error
+	lastErrAt time.Time
+}
+
+// ReloadState is what the store knows of its reloads.
+type ReloadState struct {
+	// Catalog is the version in force, loaded at LoadedAt.
+	Catalog  *Catalog
+	LoadedAt time.Time
+	// LastError is why the newest files on disk were rejected, nil while
+	// the catalog in force is what they hold; LastErrorAt is when.
+	LastError   error
+	LastErrorAt time.Time
+}
+
+// State returns the catalog in force and the state of the last reload.
+func (s *RuleStore) State() ReloadState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ReloadState{Catalog: s.current.Load(), LoadedAt: s.loadedAt, LastError: s.lastErr, LastErrorAt: s.lastErrAt}
 }
 
 // NewRuleStore loads the rule files under paths. It fails if they are
@@ -146,7 +174,8 @@ func NewRuleStore(paths []string, logger *slog.Logger, reg prometheus.Registerer
 		return nil, err
 	}
 	c.Version = 1
-	s := &RuleStore{paths: paths, logger: logger, m: newStoreMetrics(reg)}
+	s := &RuleStore{paths: paths, logger: logger, m: newStoreMetrics(reg), now: time.Now}
+	s.loadedAt = s.now()
 	s.current.Store(c)
 	s.m.loaded(c)
 	return s, nil
@@ -163,6 +192,9 @@ func (s *RuleStore) Reload() (bool, error) {
 	if err != nil {
 		s.m.reloads.WithLabelValues("failure").Inc()
 		s.m.lastFailure.Set(1)
+		s.mu.Lock()
+		s.lastErr, s.lastErrAt = err, s.now()
+		s.mu.Unlock()
 		for _, e := range strings.Split(err.Error(), "\n") {
 			s.logger.Error("rule files rejected; the last good version keeps serving", "problem", e)
 		}
@@ -173,10 +205,16 @@ func (s *RuleStore) Reload() (bool, error) {
 		// The files are valid again, back to the version in force: a
 		// rejected version no longer waits on disk.
 		s.m.lastFailure.Set(0)
+		s.mu.Lock()
+		s.lastErr = nil
+		s.mu.Unlock()
 		return false, nil
 	}
 	c.Version = old.Version + 1
+	s.mu.Lock()
+	s.lastErr, s.loadedAt = nil, s.now()
 	s.current.Store(c)
+	s.mu.Unlock()
 	s.m.reloads.WithLabelValues("success").Inc()
 	s.m.loaded(c)
 	s.logger.Info("rule files reloaded", "version", c.Version, "files", len(c.Files), "ruleSets", len(c.sets))

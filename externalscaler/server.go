@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
@@ -93,8 +96,8 @@ type Options struct {
 }
 
 // DefaultMaxScaledObjects is the default of Options.MaxScaledObjects: far
-// more triggers than one KEDA installation serves, and some tens of MiB of
-// state at most.
+// more triggers than one KEDA installation serves, and about 110 MB of
+// state at most, decision records included (docs/operations.md).
 const DefaultMaxScaledObjects = 10000
 
 // Server implements KEDA's ExternalScaler gRPC service.
@@ -133,6 +136,8 @@ type object struct {
 	version uint64
 	rs      *rules.RuleSet
 	queries []string
+	// res is the same, shared by the records made under that version.
+	res *resolved
 
 	// The last answer, reused for ReuseFor.
 	answer   answer
@@ -147,6 +152,15 @@ type object struct {
 	// The last good decision, for onError: hold.
 	last rules.LastGood
 
+	// records are the newest evaluations; seq numbers them.
+	records ring
+	seq     uint32
+	// calls counts the calls answered by the newest record: its seq in the
+	// high 32 bits, the count in the low, so that a call counts itself
+	// without s.mu (see countCall). It is folded into the record when the
+	// next one is kept.
+	calls atomic.Uint64
+
 	lastSeen time.Time
 }
 
@@ -155,7 +169,12 @@ type answer struct {
 	ruleSet  string
 	decision rules.Decision
 	holding  bool
-	err      error
+	// seq is the evaluation's number among its trigger's records; 0 for
+	// an answer that is no evaluation (the trigger could not be resolved).
+	seq uint32
+	err error
+	// obj is the trigger whose record seq is.
+	obj *object
 }
 
 // New returns a scaler serving the rules of r, querying through q.
@@ -271,6 +290,7 @@ func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
 		o.answerAt = time.Time{} // the rules changed: do not reuse an answer
 	}
 	o.ruleSet, o.rs, o.queries, o.version = name, rs, queries, cat.Version
+	o.res = &resolved{rs: rs, version: cat.Version, queries: queries, metadata: maps.Clone(ref.ScalerMetadata)}
 	o.lastSeen = s.opts.Now()
 	return o, nil
 }
@@ -344,33 +364,140 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 			s.mu.Unlock()
 			return a, nil
 		}
-		rs, queries, service := o.rs, o.queries, o.service
+		rs, queries, service, res := o.rs, o.queries, o.service, o.res
 		s.mu.Unlock()
 
 		// The evaluation serves every caller that joined it, so one caller
 		// going away must not fail it; queries have their own timeout.
-		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service)
-
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		now = s.opts.Now()
-		a := s.applyOnError(o, rs, d, err, now)
-		a.ruleSet = rs.Name
-		o.answer, o.answerAt = a, now
-		labels := []string{o.namespace, o.name, o.ruleSet}
-		if a.err == nil {
-			s.m.desired.WithLabelValues(labels...).Set(float64(a.decision.Replicas))
-			s.m.active.WithLabelValues(labels...).Set(boolFloat(a.decision.Active))
+		var in evaluation
+		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service, &in)
+		a, changed := s.conclude(ctx, o, ref, res, d, err, &in)
+		if changed != nil {
+			s.logChange(ref, changed)
 		}
-		s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
 		return a, nil
 	})
 	select {
 	case r := <-ch:
-		return r.Val.(answer)
+		a := r.Val.(answer)
+		if a.obj != nil && !a.obj.countCall(a.seq) {
+			s.mu.Lock()
+			a.obj.records.count(a.seq)
+			s.mu.Unlock()
+		}
+		return a
 	case <-ctx.Done():
 		return answer{err: status.FromContextError(ctx.Err()).Err()}
 	}
+}
+
+// conclude turns an evaluation of o's rule set (d, or its error err) into
+// the answer and keeps its record. It returns the record as well when it
+// answers differently from the one before and debug logging is on. It is a
+// function of its own, apart from the evaluation's goroutine's first frame,
+// so that its variables do not make that goroutine's stack grow further
+// while the queries run.
+func (s *Server) conclude(ctx context.Context, o *object, ref *pb.ScaledObjectRef, res *resolved, d rules.Decision, err error, in *evaluation) (answer, *view) {
+	waiting := in.readDemand && in.builtins.Queued > 0 // read just now: no second look
+	if !in.readDemand {
+		waiting = s.waiting(ref)
+	}
+	in.fail = newFailure(err, in) // rendered before s.mu, and only for an error
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	a, out := s.applyOnError(o, res.rs, d, err, now)
+	a.ruleSet = res.rs.Name
+	o.seq++
+	a.seq, a.obj = o.seq, o
+	o.answer, o.answerAt = a, now
+	labels := []string{o.namespace, o.name, o.ruleSet}
+	if a.err == nil {
+		s.m.desired.WithLabelValues(labels...).Set(float64(a.decision.Replicas))
+		s.m.active.WithLabelValues(labels...).Set(boolFloat(a.decision.Active))
+	}
+	s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
+	if o.keep(now, a.seq, res, out, waiting, in) && s.logger.Enabled(ctx, slog.LevelDebug) {
+		v := o.records.view(len(o.records.buf) - 1)
+		return a, &v
+	}
+	return a, nil
+}
+
+// logChange logs, at debug, the record of a decision that changed.
+func (s *Server) logChange(ref *pb.ScaledObjectRef, v *view) {
+	s.logger.Debug("decision changed", "namespace", ref.Namespace, "scaledObject", ref.Name, "ruleSet", v.rec.res.rs.Name, "explanation", v.explain())
+}
+
+// keep records the evaluation numbered seq, made at now, whose answer is
+// out, and reports whether it answers differently from the one before.
+// Callers hold s.mu.
+func (o *object) keep(now time.Time, seq uint32, res *resolved, out rules.Outcome, waiting bool, in *evaluation) (changed bool) {
+	rec := record{at: now.UnixNano(), res: res, raw: out.Decision.Raw, replicas: out.Decision.Replicas, seq: seq,
+		micros: uint32(min(in.duration.Microseconds(), math.MaxUint32))}
+	for _, f := range [...]struct {
+		on   bool
+		flag recordFlags
+	}{
+		{out.Decision.Active, flagActive}, {out.Holding, flagHolding}, {out.Fixed, flagFixed}, {out.Err != nil, flagNoAnswer},
+		{waiting, flagWaiting}, {in.results != nil, flagRan}, {in.readDemand, flagReadDemand}, {in.readTarget, flagReadTarget},
+	} {
+		if f.on {
+			rec.flags |= f.flag
+		}
+	}
+	if out.Err != nil {
+		rec.replicas = 0
+	}
+	prev := o.records.last()
+	if f := in.fail; f != nil {
+		if out.Err != nil {
+			f.answerErr = out.Err.Error()
+		}
+		if out.Holding {
+			f.heldSince = out.HeldSince.UnixNano()
+		}
+		if prev != nil && prev.fail != nil && prev.fail.equal(f) {
+			f = prev.fail // the same error as before: shared
+		}
+		rec.fail = f
+	}
+	var prevOdd *oddQueries
+	if prev != nil {
+		prevOdd = prev.odd
+	}
+	rec.odd = oddOf(res.rs, in, prevOdd)
+	changed = rec.changed(prev)
+	// The calls counted for the record before this one join it.
+	if c := o.calls.Swap(uint64(seq) << 32); prev != nil && uint32(c>>32) == prev.seq {
+		prev.calls += uint32(c)
+	}
+	o.records.add(rec, in)
+	return changed
+}
+
+// countCall counts one call answered by the record numbered seq, if that is
+// the newest, without s.mu; false means it is not and the caller must count
+// it in the ring, under s.mu.
+func (o *object) countCall(seq uint32) bool {
+	for {
+		c := o.calls.Load()
+		if uint32(c>>32) != seq {
+			return false
+		}
+		if o.calls.CompareAndSwap(c, c+1) {
+			return true
+		}
+	}
+}
+
+// callsOf is how many calls the record rec answered. Callers hold s.mu.
+func (o *object) callsOf(rec *record) uint32 {
+	if c := o.calls.Load(); uint32(c>>32) == rec.seq {
+		return rec.calls + uint32(c)
+	}
+	return rec.calls
 }
 
 // active is what KEDA is told of the answer's activity, with waiting
@@ -382,10 +509,10 @@ func (a answer) active(waiting bool) (active, ok bool) {
 // applyOnError turns an evaluation into an answer under the rule set's
 // onError policy (rules.RuleSet.Decide), and logs what it did. Callers hold
 // s.mu.
-func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, err error, now time.Time) answer {
+func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, err error, now time.Time) (answer, rules.Outcome) {
 	out := rs.Decide(&o.last, now, d, err)
 	if out.EvalErr == nil {
-		return answer{decision: out.Decision}
+		return answer{decision: out.Decision}, out
 	}
 	log := s.logger.With("namespace", o.namespace, "scaledObject", o.name, "ruleSet", rs.Name, "err", out.EvalErr.Error())
 	switch {
@@ -395,13 +522,14 @@ func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, er
 		log.Warn("evaluation failed; holding the last good decision", "replicas", out.Decision.Replicas, "age", now.Sub(out.HeldSince).Round(time.Millisecond).String(), "staleAfter", rs.StaleAfter.String())
 	default:
 		log.Error("evaluation failed; KEDA's fallback applies")
-		return answer{err: status.Error(grpccodes.Unavailable, out.Err.Error())}
+		return answer{err: status.Error(grpccodes.Unavailable, out.Err.Error())}, out
 	}
-	return answer{decision: out.Decision, holding: out.Holding}
+	return answer{decision: out.Decision, holding: out.Holding}, out
 }
 
 // evaluate runs the queries and the rule set once.
-func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string, service string) (d rules.Decision, err error) {
+// It fills in with what it read, and its duration.
+func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string, service string, in *evaluation) (d rules.Decision, err error) {
 	start := s.opts.Now()
 	ctx, span := s.tracer.Start(ctx, "nemesis.evaluate", trace.WithAttributes(
 		attribute.String("nemesis.rule_set", rs.Name),
@@ -410,7 +538,8 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 	))
 	defer func() {
 		s.m.evaluations.WithLabelValues(rs.Name).Inc()
-		s.m.duration.WithLabelValues(rs.Name).Observe(s.opts.Now().Sub(start).Seconds())
+		in.duration = s.opts.Now().Sub(start)
+		s.m.duration.WithLabelValues(rs.Name).Observe(in.duration.Seconds())
 		if err != nil {
 			s.m.errors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
 			span.RecordError(err)
@@ -453,6 +582,12 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		})
 	}
 	wg.Wait()
+	in.results = results
+	if slices.ContainsFunc(errs[:len(queries)], func(e error) bool { return e != nil }) {
+		in.errs = errs[:len(queries)]
+	}
+	in.readTarget = usesTarget && errs[len(queries)] == nil
+	in.builtins = builtins
 	if err := errors.Join(errs...); err != nil {
 		return rules.Decision{}, err
 	}
@@ -470,6 +605,7 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 		}
 		span.SetAttributes(attribute.Int64("nemesis.inflight", inFlight), attribute.Int64("nemesis.queued", queued))
 		builtins.InFlight, builtins.Queued = float64(inFlight), float64(queued)
+		in.builtins.InFlight, in.builtins.Queued, in.readDemand = builtins.InFlight, builtins.Queued, true
 	}
 	return rs.EvaluateWith(results, &builtins)
 }
@@ -557,6 +693,9 @@ func (s *Server) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsA
 	if o != nil && !o.pairAt.IsZero() && s.opts.Now().Sub(o.pairAt) < s.opts.ReuseFor && o.version == s.rules.Current().Version {
 		a := o.pairAnswer
 		o.pairAt = time.Time{} // one IsActive per GetMetrics
+		if !o.countCall(a.seq) {
+			o.records.count(a.seq)
+		}
 		s.mu.Unlock()
 		active, _ := a.active(s.waiting(ref)) // a paired answer is never an error
 		return &pb.IsActiveResponse{Result: active}, nil

@@ -124,6 +124,7 @@ type unitEnv struct {
 	reg    *prometheus.Registry
 	clock  *fakeClock
 	path   string
+	logs   *syncBuffer
 }
 
 // newUnitServer serves rules through q, on a fake clock.
@@ -135,6 +136,7 @@ func newUnitServer(t *testing.T, rules string, q Querier, opts Options) *unitEnv
 	}
 	e := &unitEnv{reg: prometheus.NewRegistry(), clock: newFakeClock(), path: path}
 	logs := &syncBuffer{}
+	e.logs = logs
 	logger := newTestLogger(logs)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -111,6 +111,10 @@ type RuleSet struct {
 	// more than the fast path knows (see fastpath.go).
 	fastReplicas numFn
 	fastActive   boolFn
+
+	// The sub-terms of Replicas for Explain, compiled on first use.
+	explainOnce sync.Once
+	explain     *explainer
 }
 
 // UsesDemand reports whether the expressions use inflight or queued, whose

@@ -56,7 +56,7 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	fs.Var(&c.activatorSvc, "activator-service", "watch every replica of the activator Service NAMESPACE/NAME:ADMIN_PORT for demand, following its EndpointSlices as replicas come and go")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for --activator-service and the built-ins current and ready; in a cluster the pod's service account is used")
 	fs.StringVar(&c.grpcAddress, "grpc-address", ":9400", "address of the gRPC server KEDA calls")
-	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address serving /metrics, /healthz and /readyz")
+	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address serving /metrics, /healthz, /readyz and the JSON API /api/v1/ (decisions, rule sets); unauthenticated: keep it cluster-internal")
 	addPrometheusFlags(fs, &c.prom, "Prometheus base URL, e.g. http://prometheus.monitoring:9090 (required)", metrics.DefaultTimeout)
 	fs.DurationVar(&c.prom.CacheTTL, "query-cache-ttl", metrics.DefaultCacheTTL, "identical rendered queries within this window are sent to Prometheus once")
 	fs.DurationVar(&c.reuseFor, "evaluation-reuse", time.Second, "one evaluation answers all calls for a ScaledObject within this window (KEDA's GetMetrics + IsActive pair)")
@@ -265,8 +265,10 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
 	addBackground(&g, scaler.Run)
-	// HTTP server for metrics and probes: stops last of the servers.
+	// HTTP server for metrics, probes and the decisions API: stops last of
+	// the servers.
 	mux := proc.adminMux(&ready, func() string { return fmt.Sprintf("rules version %d", store.Current().Version) })
+	scaler.RegisterAPI(mux)
 	addHTTPServer(&g, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, httpLis)
 	return g.Run()
 }
