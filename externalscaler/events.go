@@ -1,6 +1,7 @@
 package externalscaler
 
 import (
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -63,7 +64,11 @@ func stateOf(rec *record) state {
 // trigger told KEDA before (told, none when !toldOK) and the state of its
 // evaluation before. The first good evaluation makes none: there is no
 // decision before it to change (after a restart of the scaler, too).
-// Callers hold s.mu.
+//
+// The action of a scale names the replicas, e.g. ScaleUpTo5: the
+// broadcaster merges Events alike but for their note into one series (one
+// Event, its count, the first note) for 6 minutes, so that with a fixed
+// action a scale-out 1 → 3 → 5 would show as one Event "1 → 3" seen twice.
 func eventOf(rec *record, before state, told int64, toldOK bool) (reason, action string) {
 	now := stateOf(rec)
 	switch now {
@@ -72,9 +77,9 @@ func eventOf(rec *record, before state, told int64, toldOK bool) (reason, action
 		case !toldOK || rec.replicas == told:
 			return "", ""
 		case rec.replicas > told:
-			return ReasonScaledUp, "ScaleUp"
+			return ReasonScaledUp, "ScaleUpTo" + strconv.FormatInt(rec.replicas, 10)
 		default:
-			return ReasonScaledDown, "ScaleDown"
+			return ReasonScaledDown, "ScaleDownTo" + strconv.FormatInt(rec.replicas, 10)
 		}
 	case stateHolding:
 		if before != stateHolding {
