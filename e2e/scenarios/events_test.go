@@ -18,6 +18,8 @@ import (
 // sample of namespace, oldest first, as the API serves them to `kubectl
 // describe scaledobject` (by name here; the UID is checked by
 // checkScaleOutEvents).
+//
+//lint:ignore U1000 used by checkScaleOutEvents
 func scaledObjectEvents(t *testing.T, namespace string) []corev1.Event {
 	t.Helper()
 	l, err := env.c.Client.CoreV1().Events(namespace).List(env.ctx, metav1.ListOptions{
@@ -34,10 +36,15 @@ func scaledObjectEvents(t *testing.T, namespace string) []corev1.Event {
 // checkScaleOutEvents checks, after a scale-out through want replicas (in
 // order), that the ScaledObject's Events list the decisions in order: the
 // NemesisScaledUp Events, oldest first, name (action ScaleUpTo<n>) each
-// replica count of want at least once, in want's order, and nothing but
-// rises before the last of them; each regards the ScaledObject's UID, so
-// that kubectl describe shows it, and its note explains the decision
-// ("replicas a → n: …"). It returns a summary for the report.
+// replica count of want, in want's order (others may come between); each
+// regards the ScaledObject's UID, so that kubectl describe shows it, and
+// its note explains the decision ("replicas a → n: …"). It returns a
+// summary for the report. TestScaleOut is to call it, once the e2e suite
+// has run it on a cluster, after its load steps:
+//
+//	ev := checkScaleOutEvents(t, ns, []int32{1, 2, 3, 4})
+//
+//lint:ignore U1000 not called until TestScaleOut has been run with it
 func checkScaleOutEvents(t *testing.T, namespace string, want []int32) string {
 	t.Helper()
 	raw, err := env.c.Client.Discovery().RESTClient().Get().AbsPath("/apis/keda.sh/v1alpha1/namespaces", namespace, "scaledobjects", "sample").DoRaw(env.ctx)
