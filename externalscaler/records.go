@@ -380,6 +380,9 @@ type view struct {
 	vals    []float64
 	prev    int64
 	hasPrev bool
+	// quiet: the decision did not change, only its Event is due (the
+	// debug line "decision changed" is not).
+	quiet bool
 }
 
 // builtinSource says where a built-in's value comes from.

@@ -91,6 +91,10 @@ type Options struct {
 	// ScaleTargets gives the values of the built-in variables current and
 	// ready. Nil: no Kubernetes access; rule sets that use them fail.
 	ScaleTargets ScaleTargets
+	// Events receives a Kubernetes Event when a trigger's decision or
+	// state changes (see the Reason constants), never on every call. Nil:
+	// no Events.
+	Events Events
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -114,6 +118,9 @@ type Server struct {
 
 	mu      sync.Mutex
 	objects map[string]*object
+	// unresolved are the triggers that could not be resolved, while
+	// Options.Events is set: each makes one Event per problem.
+	unresolved map[string]*unresolvedTrigger
 	// swept is when forgetIdle last ran because the bound was reached: at
 	// most once a second, so that calls refused at the bound do not each
 	// scan every trigger under mu.
@@ -161,6 +168,12 @@ type object struct {
 	// next one is kept.
 	calls atomic.Uint64
 
+	// What the trigger last told KEDA (told, if toldOK) and the state of
+	// its last evaluation, for Events.
+	told   int64
+	toldOK bool
+	state  state
+
 	lastSeen time.Time
 }
 
@@ -204,14 +217,15 @@ func New(r Rules, q Querier, opts Options) *Server {
 		opts.Now = time.Now
 	}
 	return &Server{
-		rules:    r,
-		q:        q,
-		opts:     opts,
-		logger:   opts.Logger,
-		tracer:   opts.TracerProvider.Tracer("github.com/k8s-nemesis/nemesis/externalscaler"),
-		m:        newScalerMetrics(opts.Registerer),
-		objects:  map[string]*object{},
-		draining: make(chan struct{}),
+		rules:      r,
+		q:          q,
+		opts:       opts,
+		logger:     opts.Logger,
+		tracer:     opts.TracerProvider.Tracer("github.com/k8s-nemesis/nemesis/externalscaler"),
+		m:          newScalerMetrics(opts.Registerer),
+		objects:    map[string]*object{},
+		unresolved: map[string]*unresolvedTrigger{},
+		draining:   make(chan struct{}),
 	}
 }
 
@@ -265,16 +279,23 @@ func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
 	}
 	name := ref.ScalerMetadata["ruleSet"]
 	if name == "" {
-		return nil, status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: trigger metadata has no ruleSet: name one of %s", ref.Namespace, ref.Name, strings.Join(cat.Names(), ", "))
+		err := status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: trigger metadata has no ruleSet: name one of %s", ref.Namespace, ref.Name, strings.Join(cat.Names(), ", "))
+		s.noteUnresolved(key, ref, ReasonRuleSetMissing, "ResolveRuleSet", err)
+		return nil, err
 	}
 	rs, ok := cat.RuleSet(name)
 	if !ok {
-		return nil, status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: no rule set named %q: the scaler has %s", ref.Namespace, ref.Name, name, strings.Join(cat.Names(), ", "))
+		err := status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: no rule set named %q: the scaler has %s", ref.Namespace, ref.Name, name, strings.Join(cat.Names(), ", "))
+		s.noteUnresolved(key, ref, ReasonRuleSetMissing, "ResolveRuleSet", err)
+		return nil, err
 	}
 	queries, err := rs.Render(ref.Namespace, ref.Name, ref.ScalerMetadata)
 	if err != nil {
-		return nil, status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: rule set %q: %v", ref.Namespace, ref.Name, name, err)
+		err := status.Errorf(grpccodes.InvalidArgument, "ScaledObject %s/%s: rule set %q: %v", ref.Namespace, ref.Name, name, err)
+		s.noteUnresolved(key, ref, ReasonEvaluationFailed, "RenderQueries", err)
+		return nil, err
 	}
+	delete(s.unresolved, key)
 	if o == nil {
 		if !s.room() {
 			s.m.refused.Inc()
@@ -371,9 +392,9 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 		// going away must not fail it; queries have their own timeout.
 		var in evaluation
 		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service, &in)
-		a, changed := s.conclude(ctx, o, ref, res, d, err, &in)
+		a, changed, ev := s.conclude(ctx, o, ref, res, d, err, &in)
 		if changed != nil {
-			s.logChange(ref, changed)
+			s.announce(ref, changed, ev)
 		}
 		return a, nil
 	})
@@ -393,11 +414,12 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 
 // conclude turns an evaluation of o's rule set (d, or its error err) into
 // the answer and keeps its record. It returns the record as well when it
-// answers differently from the one before and debug logging is on. It is a
+// answers differently from the one before and debug logging is on, or when
+// it makes an Event (ev, its reason and action). It is a
 // function of its own, apart from the evaluation's goroutine's first frame,
 // so that its variables do not make that goroutine's stack grow further
 // while the queries run.
-func (s *Server) conclude(ctx context.Context, o *object, ref *pb.ScaledObjectRef, res *resolved, d rules.Decision, err error, in *evaluation) (answer, *view) {
+func (s *Server) conclude(ctx context.Context, o *object, ref *pb.ScaledObjectRef, res *resolved, d rules.Decision, err error, in *evaluation) (answer, *view, [2]string) {
 	waiting := in.readDemand && in.builtins.Queued > 0 // read just now: no second look
 	if !in.readDemand {
 		waiting = s.waiting(ref)
@@ -418,16 +440,30 @@ func (s *Server) conclude(ctx context.Context, o *object, ref *pb.ScaledObjectRe
 		s.m.active.WithLabelValues(labels...).Set(boolFloat(a.decision.Active))
 	}
 	s.m.holding.WithLabelValues(labels...).Set(boolFloat(a.holding))
-	if o.keep(now, a.seq, res, out, waiting, in) && s.logger.Enabled(ctx, slog.LevelDebug) {
-		v := o.records.view(len(o.records.buf) - 1)
-		return a, &v
+	changed := o.keep(now, a.seq, res, out, waiting, in)
+	var ev [2]string
+	if s.opts.Events != nil {
+		ev[0], ev[1] = o.noteEvent(o.records.last())
 	}
-	return a, nil
+	if (changed && s.logger.Enabled(ctx, slog.LevelDebug)) || ev[0] != "" {
+		v := o.records.view(len(o.records.buf) - 1)
+		if !changed {
+			v.quiet = true
+		}
+		return a, &v, ev
+	}
+	return a, nil, ev
 }
 
-// logChange logs, at debug, the record of a decision that changed.
-func (s *Server) logChange(ref *pb.ScaledObjectRef, v *view) {
-	s.logger.Debug("decision changed", "namespace", ref.Namespace, "scaledObject", ref.Name, "ruleSet", v.rec.res.rs.Name, "explanation", v.explain())
+// announce logs, at debug, the record of a decision that changed, and emits
+// its Event (ev: reason and action), if any.
+func (s *Server) announce(ref *pb.ScaledObjectRef, v *view, ev [2]string) {
+	if !v.quiet {
+		s.logger.Debug("decision changed", "namespace", ref.Namespace, "scaledObject", ref.Name, "ruleSet", v.rec.res.rs.Name, "explanation", v.explain())
+	}
+	if ev[0] != "" {
+		s.emit(ref, ev[0], ev[1], v)
+	}
 }
 
 // keep records the evaluation numbered seq, made at now, whose answer is
@@ -807,6 +843,11 @@ func (s *Server) forgetIdleLocked() {
 		if now.Sub(o.lastSeen) > s.opts.ForgetAfter {
 			s.m.forget(o.namespace, o.name, o.ruleSet)
 			delete(s.objects, k)
+		}
+	}
+	for k, u := range s.unresolved {
+		if now.Sub(u.lastSeen) > s.opts.ForgetAfter {
+			delete(s.unresolved, k)
 		}
 	}
 }

@@ -44,6 +44,7 @@ type scalerConfig struct {
 	rulesResync     time.Duration
 	shutdownTimeout time.Duration
 	maxTriggers     int
+	events          bool
 	logLevel        slog.Level
 }
 
@@ -64,6 +65,7 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	fs.DurationVar(&c.rulesResync, "rules-resync", 30*time.Second, "re-read the rule files this often even without a file event")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long open calls may finish on shutdown")
 	fs.IntVar(&c.maxTriggers, "max-scaled-objects", externalscaler.DefaultMaxScaledObjects, "most triggers (ScaledObject and trigger metadata) served at once; beyond, new ones get ResourceExhausted until others go unused for 15m")
+	fs.BoolVar(&c.events, "events", true, "record Kubernetes Events on ScaledObjects when a decision or its state changes (needs Kubernetes access and create/patch on events.k8s.io events; docs/operations.md)")
 	fs.StringVar(&c.tls.CertFile, "tls-cert-file", "", "serve gRPC over TLS with this certificate (KEDA: enableTLS / caCert)")
 	fs.StringVar(&c.tls.KeyFile, "tls-key-file", "", "key of --tls-cert-file")
 	fs.StringVar(&c.tls.ClientCAFile, "client-ca-file", "", "require client certificates signed by these CAs (mTLS; KEDA: tlsClientCert / tlsClientKey)")
@@ -147,6 +149,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		targets *kube.ScaleTargets
 		kc      kubernetes.Interface // for --activator-service too
+		events  *kube.Events
 	)
 	if kubeErr == nil {
 		// One scale subresource read per ScaledObject per second
@@ -159,6 +162,9 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		kc = clients.Kube
 		targets = kube.NewScaleTargets(clients, kube.ScaleTargetsOptions{Logger: logger.With("component", "kube"), Registerer: reg})
+		if cfg.events {
+			events = kube.NewEvents(kc, kube.EventsOptions{Logger: logger.With("component", "events"), Registerer: reg, Dynamic: clients.Dynamic})
+		}
 	} else if uses := ruleSetsUsing(store.Current(), (*rules.RuleSet).UsesScaleTarget); len(uses) > 0 {
 		logger.Warn("rule sets use current or ready, but the scaler has no Kubernetes access (no --kubeconfig, not in a cluster): they will fail (onError applies)", "ruleSets", uses, "err", kubeErr)
 	}
@@ -190,6 +196,9 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if targets != nil {
 		scalerOpts.ScaleTargets = targets
+	}
+	if events != nil {
+		scalerOpts.Events = events
 	}
 	var (
 		agg      *demand.Aggregator
@@ -232,7 +241,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 			healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			ready.Store(true)
 			logger.Info("serving KEDA external scaler", "grpcAddress", grpcLis.Addr().String(), "tls", cfg.tls.Enabled(), "mtls", cfg.tls.ClientCAFile != "",
-				"ruleSets", store.Current().Names(), "prometheus", cfg.prom.URL, "activators", []string(cfg.activators), "kubernetes", targets != nil)
+				"ruleSets", store.Current().Names(), "prometheus", cfg.prom.URL, "activators", []string(cfg.activators), "kubernetes", targets != nil, "events", events != nil)
 			return grpcServer.Serve(grpcLis)
 		}, func(error) {
 			ready.Store(false)
@@ -262,6 +271,11 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	// gRPC server, for the evaluations of its drain.
 	if targets != nil {
 		addBackground(&g, targets.Run)
+	}
+	// Kubernetes Events on ScaledObjects. Stop after the gRPC server, for
+	// the changes of its drain; those still queued then are lost.
+	if events != nil {
+		addBackground(&g, events.Run)
 	}
 	// Scaler housekeeping (forgets ScaledObjects KEDA no longer asks about).
 	addBackground(&g, scaler.Run)

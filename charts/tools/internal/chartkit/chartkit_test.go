@@ -128,6 +128,15 @@ func TestRBAC(t *testing.T) {
 			t.Errorf("scaler ClusterRole lacks %s %s %v: %+v", want.group, want.resource, verbs, scaler)
 		}
 	}
+	// The Events on ScaledObjects (--events, on by default), in both groups.
+	for _, group := range []string{"", "events.k8s.io"} {
+		if !has(scaler, group, "events", "create", "patch") {
+			t.Errorf("scaler ClusterRole lacks create, patch on events in group %q: %+v", group, scaler)
+		}
+	}
+	if off := rules(find(render(t, "scaler.events=false"), "ClusterRole", "", "nemesis-scaler")); has(off, "events.k8s.io", "events", "create", "patch") {
+		t.Errorf("scaler ClusterRole grants events with scaler.events=false: %+v", off)
+	}
 	disco := find(objs, "Role", "nemesis", "nemesis-scaler-activators")
 	if disco == nil || !has(rules(disco), "discovery.k8s.io", "endpointslices", "get", "list", "watch") || !has(rules(disco), "", "services", "get", "list", "watch") {
 		t.Errorf("scaler lacks its Role for --activator-service: %v", disco)
@@ -147,6 +156,9 @@ func TestRBAC(t *testing.T) {
 		if find(objs, want.kind, want.ns, want.name) == nil {
 			t.Errorf("no %s %s/%s", want.kind, want.ns, want.name)
 		}
+	}
+	if !has(rules(find(objs, "Role", "search", "nemesis-scaler")), "events.k8s.io", "events", "create", "patch") {
+		t.Errorf("scaler Role in search lacks create, patch on events")
 	}
 	for _, o := range objs {
 		if o.Kind == "ClusterRole" || o.Kind == "ClusterRoleBinding" {
