@@ -39,12 +39,7 @@ func scaledObjectEvents(t *testing.T, namespace string) []corev1.Event {
 // replica count of want, in want's order (others may come between); each
 // regards the ScaledObject's UID, so that kubectl describe shows it, and
 // its note explains the decision ("replicas a → n: …"). It returns a
-// summary for the report. TestScaleOut is to call it, once the e2e suite
-// has run it on a cluster, after its load steps:
-//
-//	ev := checkScaleOutEvents(t, ns, []int32{1, 2, 3, 4})
-//
-//lint:ignore U1000 not called until TestScaleOut has been run with it
+// summary for the report.
 func checkScaleOutEvents(t *testing.T, namespace string, want []int32) string {
 	t.Helper()
 	raw, err := env.c.Client.Discovery().RESTClient().Get().AbsPath("/apis/keda.sh/v1alpha1/namespaces", namespace, "scaledobjects", "sample").DoRaw(env.ctx)

@@ -166,7 +166,8 @@ func TestScaleOut(t *testing.T) {
 	// Prometheus scrapes every 2 s: let it see the end of the window.
 	time.Sleep(5 * time.Second)
 	bt := checkBacktest(t, ns, "demand", cooldown, tl, end)
-	env.report("scale-out", "%s; %s; %s", strings.Join(steps, ", "), st, bt)
+	ev := checkScaleOutEvents(t, ns, []int32{1, 2, 3, 4})
+	env.report("scale-out", "%s; %s; %s; %s", strings.Join(steps, ", "), st, bt, ev)
 }
 
 // Scenario 3: load falls, replicas follow it down while pods terminate
