@@ -27,7 +27,10 @@
 // The first line is sent at once. After it, a snapshot is sent:
 //   - at once when a service's in-flight or queued count rises from zero
 //     (as last sent): the wake-up edge of scale from zero;
-//   - for other changes, at most once per coalescing interval (50ms);
+//   - for other changes, one coalescing interval (50ms) after the first
+//     change since the last snapshot, never at the instant of a change:
+//     that instant is biased (under closed-loop load, a request has just
+//     ended and its client's next one has not arrived yet);
 //   - at least once per heartbeat interval (1s), changed or not.
 //
 // A reader that is slow gets the newest snapshot when it catches up; the

@@ -20,8 +20,9 @@ type TrackerOptions struct {
 	Logger *slog.Logger
 	// Registerer receives the tracker's metrics; default none.
 	Registerer prometheus.Registerer
-	// Coalesce is the shortest time between two snapshots for changes
-	// other than a rise from zero. Default 50ms.
+	// Coalesce is how long a change other than a rise from zero waits
+	// before it is sent, with the changes that follow it: so also the
+	// shortest time between two such snapshots. Default 50ms.
 	Coalesce time.Duration
 	// Heartbeat is the longest time between two snapshots. Default 1s; keep
 	// it well under the aggregators' silence timeout (3s).
@@ -330,10 +331,7 @@ func (t *Tracker) publish() {
 	coalesce := time.NewTimer(time.Hour)
 	coalesce.Stop()
 	defer coalesce.Stop()
-	var (
-		pending bool // a coalesced snapshot is due when coalesce fires
-		lastPub time.Time
-	)
+	pending := false // a coalesced snapshot is due when coalesce fires
 	for {
 		var fired, beat bool
 		select {
@@ -364,7 +362,6 @@ func (t *Tracker) publish() {
 			snap := t.build()
 			if t.rose(snap) {
 				t.send(snap, kindEdge)
-				lastPub = time.Now()
 				heartbeat.Reset(t.opts.Heartbeat)
 			}
 			continue
@@ -379,24 +376,25 @@ func (t *Tracker) publish() {
 			kind = kindHeartbeat
 		case t.rose(snap):
 			kind = kindEdge
-		case t.changed(snap) && (fired || time.Since(lastPub) >= t.opts.Coalesce):
+		case fired && t.changed(snap):
 			kind = kindCoalesced
 		case fired:
 			// Due, and nothing to send (changes that cancelled out).
 		default:
-			// Changed too soon after the last snapshot, or not changed at
-			// all: look again when the interval is up, and leave dirty set
-			// meanwhile so that Add does not wake this loop on every call.
+			// The first change since the last snapshot: look again a whole
+			// interval later, never now, and leave dirty set meanwhile so
+			// that Add does not wake this loop on every call. Now is the
+			// instant of a change, and under closed-loop load the first
+			// change after a quiet spell is a request that just ended, its
+			// client's next not yet arrived: a snapshot built now would
+			// show one request too few for a whole interval (a quarter of
+			// the time with clients in step at 200ms a request). An
+			// interval after a change is as good a time as any other.
 			pending = true
-			wait := t.opts.Coalesce - time.Since(lastPub)
-			if wait <= 0 {
-				wait = t.opts.Coalesce
-			}
-			coalesce.Reset(wait)
+			coalesce.Reset(t.opts.Coalesce)
 		}
 		if kind != "" {
 			t.send(snap, kind)
-			lastPub = time.Now()
 			heartbeat.Reset(t.opts.Heartbeat)
 		}
 	}

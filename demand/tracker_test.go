@@ -505,3 +505,40 @@ func TestTrackerIdleWatchersDoNotLockOutScalers(t *testing.T) {
 		})
 	}
 }
+
+// TestTrackerNoSnapshotInARequestGap: a closed-loop client ends a request
+// and sends its next one a moment later. A snapshot built at the first
+// change after a quiet spell would be built in that moment, show one
+// request fewer than are in flight almost all the time, and hold that
+// number until the next snapshot (a coalescing interval later): with
+// clients in step, a quarter of the time at 200 ms per request. The change
+// must wait for the interval instead, by when the next request is in.
+func TestTrackerNoSnapshotInARequestGap(t *testing.T) {
+	const (
+		coalesce = 200 * time.Millisecond
+		gap      = 20 * time.Millisecond // the client's turnaround, well under coalesce
+	)
+	tr, srv := startTracker(t, "act-0", TrackerOptions{Coalesce: coalesce, Heartbeat: time.Hour})
+	tr.Add("ml", "chat", 7, 0)
+	w := openWatch(t, srv.URL)
+	sameServices(t, w.next(time.Second).s, svc("ml", "chat", 7, 0))
+
+	for range 4 {
+		// Quiet for longer than the coalescing interval, then one request
+		// ends and its successor arrives.
+		w.none(coalesce + 50*time.Millisecond)
+		tr.Add("ml", "chat", -1, 0)
+		time.Sleep(gap)
+		tr.Add("ml", "chat", 1, 0)
+	}
+	w.none(coalesce + 50*time.Millisecond)
+
+	// A real drop is still sent, a coalescing interval after it.
+	ended := time.Now()
+	tr.Add("ml", "chat", -1, 0)
+	r := w.next(time.Second)
+	sameServices(t, r.s, svc("ml", "chat", 6, 0))
+	if lat := r.at.Sub(ended); lat < coalesce*8/10 {
+		t.Errorf("a drop was sent %v after it, want about the coalescing interval (%v)", lat, coalesce)
+	}
+}
