@@ -136,11 +136,12 @@ func TestScaleOut(t *testing.T) {
 	var steps []string
 	// 3, 7, 11, then 15 workers: the top of each replica's band of 4
 	// requests of rule set demand, (inflight + queued) / 4. The scaler's
-	// live counts dip now and then by 2 for a poll or two (from 14 to 12
-	// or less while every Prometheus sample said 14, in one run), which
-	// from the middle of a band tipped the answer to the replica count
-	// below; from the top it stays in the band. A sample one too high
-	// stays in it too.
+	// live counts used to dip by 2 at a quarter of its polls (14 read as
+	// 12 while every Prometheus sample said 14): a demand snapshot was
+	// taken just after a request ended and before its client's next one
+	// arrived (fixed in demand.Tracker). Real momentary dips of one or two
+	// remain, and a sample may be one too high: from the top of a band
+	// both stay in it.
 	for i, want := range []int32{1, 2, 3, 4} {
 		workers := 4
 		if i == 0 {
