@@ -9,7 +9,7 @@ import (
 )
 
 // Decisions returns the newest record of every ScaledObject trigger that
-// has been evaluated, newest first.
+// has been evaluated, and of each of its shadow rule sets, newest first.
 func (s *Server) Decisions() []Record {
 	type kept struct {
 		namespace, name string
@@ -20,6 +20,11 @@ func (s *Server) Decisions() []Record {
 	for _, o := range s.objects {
 		if n := len(o.records.buf); n > 0 {
 			recs = append(recs, kept{o.namespace, o.name, o.view(n - 1)})
+		}
+		for _, sh := range o.shadows {
+			if n := len(sh.records.buf); n > 0 {
+				recs = append(recs, kept{o.namespace, o.name, sh.view(n - 1)})
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -33,7 +38,7 @@ func (s *Server) Decisions() []Record {
 }
 
 // History returns the records of ScaledObject namespace/name, of all its
-// triggers, newest first. known is false when the server keeps no state
+// triggers and their shadow rule sets, newest first. known is false when the server keeps no state
 // for the ScaledObject: it was never asked about, or has been forgotten.
 func (s *Server) History(namespace, name string) (records []Record, known bool) {
 	var views []view
@@ -45,6 +50,11 @@ func (s *Server) History(namespace, name string) (records []Record, known bool) 
 		known = true
 		for k := len(o.records.buf) - 1; k >= 0; k-- {
 			views = append(views, o.view(k))
+		}
+		for _, sh := range o.shadows {
+			for k := len(sh.records.buf) - 1; k >= 0; k-- {
+				views = append(views, sh.view(k))
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -182,4 +192,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v) // the client went away; nothing to tell it
+}
+
+// view copies the record k-th oldest of the shadow sh. Callers hold s.mu.
+func (sh *shadow) view(k int) view {
+	v := sh.records.view(k)
+	v.shadow = true
+	return v
 }

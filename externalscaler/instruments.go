@@ -60,6 +60,11 @@ type scalerMetrics struct {
 	streams     prometheus.Gauge
 	triggers    prometheus.Gauge
 	refused     prometheus.Counter
+
+	shadowDesired     *prometheus.GaugeVec
+	shadowEvaluations *prometheus.CounterVec
+	shadowErrors      *prometheus.CounterVec
+	shadowMissing     *prometheus.CounterVec
 }
 
 func newScalerMetrics(reg prometheus.Registerer) *scalerMetrics {
@@ -102,8 +107,25 @@ func newScalerMetrics(reg prometheus.Registerer) *scalerMetrics {
 			Namespace: "nemesis", Subsystem: "scaler", Name: "triggers_refused_total",
 			Help: "Calls for a new trigger refused (ResourceExhausted) because --max-scaled-objects triggers were tracked.",
 		}),
+		shadowDesired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "nemesis", Subsystem: "scaler", Name: "shadow_desired_replicas",
+			Help: "Replicas a shadow rule set (trigger metadata shadowRuleSets) last decided for a ScaledObject; never returned to KEDA.",
+		}, object),
+		shadowEvaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "nemesis", Subsystem: "scaler", Name: "shadow_evaluations_total",
+			Help: "Evaluations of shadow rule sets, by rule set; not counted in nemesis_scaler_evaluations_total.",
+		}, []string{"rule_set"}),
+		shadowErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "nemesis", Subsystem: "scaler", Name: "shadow_evaluation_errors_total",
+			Help: "Failed evaluations of shadow rule sets by rule set and reason (those of evaluation_errors_total, and template); they never change the live answer.",
+		}, []string{"rule_set", "reason"}),
+		shadowMissing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "nemesis", Subsystem: "scaler", Name: "shadow_rule_sets_missing_total",
+			Help: "Triggers that name a shadow rule set the scaler does not have, by rule set: counted once per trigger, with a warning.",
+		}, []string{"rule_set"}),
 	}
-	reg.MustRegister(m.evaluations, m.errors, m.duration, m.desired, m.active, m.holding, m.streams, m.triggers, m.refused)
+	reg.MustRegister(m.evaluations, m.errors, m.duration, m.desired, m.active, m.holding, m.streams, m.triggers, m.refused,
+		m.shadowDesired, m.shadowEvaluations, m.shadowErrors, m.shadowMissing)
 	return m
 }
 

@@ -23,8 +23,9 @@ type Record struct {
 	Namespace string    `json:"namespace"`
 	Name      string    `json:"name"`
 	RuleSet   string    `json:"ruleSet"`
-	// Shadow is true for the decision of a shadow rule set, which KEDA is
-	// never told; always false until shadow rule sets exist.
+	// Shadow is true for the decision of a shadow rule set (trigger
+	// metadata shadowRuleSets), which KEDA is never told: then Replicas and
+	// Active are what the shadow would have told it.
 	Shadow bool `json:"shadow"`
 	// Replicas is what KEDA was told (0 with Error set and Holding false:
 	// no answer, KEDA's fallback applies).
@@ -383,6 +384,8 @@ type view struct {
 	// quiet: the decision did not change, only its Event is due (the
 	// debug line "decision changed" is not).
 	quiet bool
+	// shadow: the record is a shadow rule set's.
+	shadow bool
 }
 
 // builtinSource says where a built-in's value comes from.
@@ -514,6 +517,7 @@ func (v *view) build(namespace, name string) Record {
 		Namespace:       namespace,
 		Name:            name,
 		RuleSet:         rs.Name,
+		Shadow:          v.shadow,
 		Holding:         rec.flags&flagHolding != 0,
 		Queries:         make([]QueryRecord, len(rs.Queries)),
 		Builtins:        map[string]float64{},

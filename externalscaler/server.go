@@ -159,6 +159,10 @@ type object struct {
 	// The last good decision, for onError: hold.
 	last rules.LastGood
 
+	// shadows are the shadow rule sets (trigger metadata
+	// shadowRuleSets), evaluated with the live one, never told to KEDA.
+	shadows []*shadow
+
 	// records are the newest evaluations; seq numbers them.
 	records ring
 	seq     uint32
@@ -312,6 +316,7 @@ func (s *Server) resolve(key string, ref *pb.ScaledObjectRef) (*object, error) {
 	}
 	o.ruleSet, o.rs, o.queries, o.version = name, rs, queries, cat.Version
 	o.res = &resolved{rs: rs, version: cat.Version, queries: queries, metadata: maps.Clone(ref.ScalerMetadata)}
+	s.resolveShadows(o, ref, cat)
 	o.lastSeen = s.opts.Now()
 	return o, nil
 }
@@ -386,15 +391,38 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 			return a, nil
 		}
 		rs, queries, service, res := o.rs, o.queries, o.service, o.res
+		var shadows []*shadowRun
+		for _, sh := range o.shadows {
+			if sh.res != nil {
+				shadows = append(shadows, &shadowRun{sh: sh, res: sh.res})
+			}
+		}
 		s.mu.Unlock()
 
 		// The evaluation serves every caller that joined it, so one caller
 		// going away must not fail it; queries have their own timeout.
+		ectx := context.WithoutCancel(ctx)
+		q := s.q
+		var wg sync.WaitGroup
+		if len(shadows) > 0 {
+			// The shadows run alongside, on the same query results.
+			shared := newSharedQuerier(s.q)
+			q = shared
+			for _, run := range shadows {
+				wg.Go(func() {
+					run.d, run.err = s.evaluate(ectx, ref, shared, run.res.rs, run.res.queries, service, &run.in, true)
+				})
+			}
+		}
 		var in evaluation
-		d, err := s.evaluate(context.WithoutCancel(ctx), ref, rs, queries, service, &in)
+		d, err := s.evaluate(ectx, ref, q, rs, queries, service, &in, false)
 		a, changed, ev := s.conclude(ctx, o, ref, res, d, err, &in)
 		if changed != nil {
 			s.announce(ref, changed, ev)
+		}
+		if len(shadows) > 0 {
+			wg.Wait()
+			s.concludeShadows(o, ref, shadows)
 		}
 		return a, nil
 	})
@@ -470,6 +498,21 @@ func (s *Server) announce(ref *pb.ScaledObjectRef, v *view, ev [2]string) {
 // out, and reports whether it answers differently from the one before.
 // Callers hold s.mu.
 func (o *object) keep(now time.Time, seq uint32, res *resolved, out rules.Outcome, waiting bool, in *evaluation) (changed bool) {
+	prev := o.records.last()
+	rec := newRecord(now, seq, res, out, waiting, in, prev)
+	changed = rec.changed(prev)
+	// The calls counted for the record before this one join it.
+	if c := o.calls.Swap(uint64(seq) << 32); prev != nil && uint32(c>>32) == prev.seq {
+		prev.calls += uint32(c)
+	}
+	o.records.add(rec, in)
+	return changed
+}
+
+// newRecord is the record of the evaluation numbered seq, made at now,
+// whose answer is out; prev is the record before it, whose rendered error
+// and odd queries it shares when they are the same.
+func newRecord(now time.Time, seq uint32, res *resolved, out rules.Outcome, waiting bool, in *evaluation, prev *record) record {
 	rec := record{at: now.UnixNano(), res: res, raw: out.Decision.Raw, replicas: out.Decision.Replicas, seq: seq,
 		micros: uint32(min(in.duration.Microseconds(), math.MaxUint32))}
 	for _, f := range [...]struct {
@@ -486,7 +529,6 @@ func (o *object) keep(now time.Time, seq uint32, res *resolved, out rules.Outcom
 	if out.Err != nil {
 		rec.replicas = 0
 	}
-	prev := o.records.last()
 	if f := in.fail; f != nil {
 		if out.Err != nil {
 			f.answerErr = out.Err.Error()
@@ -504,13 +546,7 @@ func (o *object) keep(now time.Time, seq uint32, res *resolved, out rules.Outcom
 		prevOdd = prev.odd
 	}
 	rec.odd = oddOf(res.rs, in, prevOdd)
-	changed = rec.changed(prev)
-	// The calls counted for the record before this one join it.
-	if c := o.calls.Swap(uint64(seq) << 32); prev != nil && uint32(c>>32) == prev.seq {
-		prev.calls += uint32(c)
-	}
-	o.records.add(rec, in)
-	return changed
+	return rec
 }
 
 // countCall counts one call answered by the record numbered seq, if that is
@@ -565,19 +601,29 @@ func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, er
 
 // evaluate runs the queries and the rule set once.
 // It fills in with what it read, and its duration.
-func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rules.RuleSet, queries []string, service string, in *evaluation) (d rules.Decision, err error) {
+// A shadow evaluation (shadow true) is counted apart from the live ones.
+func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, q Querier, rs *rules.RuleSet, queries []string, service string, in *evaluation, shadow bool) (d rules.Decision, err error) {
 	start := s.opts.Now()
 	ctx, span := s.tracer.Start(ctx, "nemesis.evaluate", trace.WithAttributes(
 		attribute.String("nemesis.rule_set", rs.Name),
 		attribute.String("k8s.namespace.name", ref.Namespace),
 		attribute.String("keda.scaled_object", ref.Name),
+		attribute.Bool("nemesis.shadow", shadow),
 	))
 	defer func() {
-		s.m.evaluations.WithLabelValues(rs.Name).Inc()
 		in.duration = s.opts.Now().Sub(start)
-		s.m.duration.WithLabelValues(rs.Name).Observe(in.duration.Seconds())
+		if shadow {
+			s.m.shadowEvaluations.WithLabelValues(rs.Name).Inc()
+		} else {
+			s.m.evaluations.WithLabelValues(rs.Name).Inc()
+			s.m.duration.WithLabelValues(rs.Name).Observe(in.duration.Seconds())
+		}
 		if err != nil {
-			s.m.errors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
+			if shadow {
+				s.m.shadowErrors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
+			} else {
+				s.m.errors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
+			}
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 		} else {
@@ -596,9 +642,9 @@ func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, rs *rule
 	errs := make([]error, len(queries)+1)
 	var builtins rules.BuiltinValues
 	var wg sync.WaitGroup
-	for i, q := range queries {
+	for i, query := range queries {
 		wg.Go(func() {
-			r, err := s.q.Query(ctx, q)
+			r, err := q.Query(ctx, query)
 			if err != nil {
 				errs[i] = &rules.QueryError{Query: rs.Queries[i].Name, Err: err}
 				return
@@ -842,6 +888,9 @@ func (s *Server) forgetIdleLocked() {
 	for k, o := range s.objects {
 		if now.Sub(o.lastSeen) > s.opts.ForgetAfter {
 			s.m.forget(o.namespace, o.name, o.ruleSet)
+			for _, sh := range o.shadows {
+				s.m.shadowDesired.DeleteLabelValues(o.namespace, o.name, sh.name)
+			}
 			delete(s.objects, k)
 		}
 	}
