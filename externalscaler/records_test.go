@@ -427,30 +427,37 @@ func (failingQuerier) Query(context.Context, string) (metrics.Result, error) {
 // ScaledObjects hold once each has RecordsKept of them: reported as
 // record-bytes/object (the heap beyond the same objects with one record
 // each) and bytes/object (all their state, records included); "good" while
-// the queries answer, "prometheus down" while every query fails.
+// the queries answer, "prometheus down" while every query fails; "good, 1
+// shadow" with a shadow rule set of two queries, one shared, beside the
+// live one.
 func BenchmarkRecordsMemory(b *testing.B) {
 	for _, bc := range []struct {
-		name string
-		q    Querier
-	}{{"good", freshQuerier{}}, {"prometheus down", failingQuerier{}}} {
-		b.Run(bc.name, func(b *testing.B) { benchmarkRecordsMemory(b, bc.q) })
+		name   string
+		q      Querier
+		shadow string
+	}{{"good", freshQuerier{}, ""}, {"prometheus down", failingQuerier{}, ""}, {"good, 1 shadow", freshQuerier{}, "cand-a"}} {
+		b.Run(bc.name, func(b *testing.B) { benchmarkRecordsMemory(b, bc.q, bc.shadow) })
 	}
 }
 
-func benchmarkRecordsMemory(b *testing.B, q Querier) {
+func benchmarkRecordsMemory(b *testing.B, q Querier, shadow string) {
 	const objects = 1000
 	_, failing := q.(failingQuerier)
 	for b.Loop() {
 		b.StopTimer()
 		clock := newFakeClock()
-		store, err := newStoreFrom(b, recordRules)
+		store, err := newStoreFrom(b, shadowRules)
 		if err != nil {
 			b.Fatal(err)
 		}
 		s := New(store, q, Options{Logger: discardLogger(), Now: clock.Now})
 		refs := make([]*pb.ScaledObjectRef, objects)
 		for i := range refs {
-			refs[i] = ref(fmt.Sprintf("ns-%d", i%20), fmt.Sprintf("so-%d", i), map[string]string{"ruleSet": "chat", "model": "llama"})
+			meta := map[string]string{"ruleSet": "chat", "model": "llama"}
+			if shadow != "" {
+				meta[ShadowMetadata] = shadow
+			}
+			refs[i] = ref(fmt.Sprintf("ns-%d", i%20), fmt.Sprintf("so-%d", i), meta)
 		}
 		round := func() {
 			for _, r := range refs {
@@ -479,8 +486,12 @@ func benchmarkRecordsMemory(b *testing.B, q Querier) {
 		}
 		b.StopTimer()
 		full := heap()
-		if recs, _ := s.History("ns-0", "so-0"); len(recs) != RecordsKept {
-			b.Fatalf("%d records, want %d", len(recs), RecordsKept)
+		want := RecordsKept
+		if shadow != "" {
+			want *= 2
+		}
+		if recs, _ := s.History("ns-0", "so-0"); len(recs) != want {
+			b.Fatalf("%d records, want %d", len(recs), want)
 		}
 		b.ReportMetric(float64(full-one)/objects, "record-bytes/object")
 		b.ReportMetric(float64(full-before)/objects, "bytes/object")
