@@ -79,6 +79,7 @@ func (s *Server) resolveShadows(o *object, ref *pb.ScaledObjectRef, cat *Catalog
 		rs, ok := cat.RuleSet(name)
 		if !ok {
 			sh.rs, sh.queries, sh.res = nil, nil, nil
+			s.m.shadowDesired.DeleteLabelValues(o.namespace, o.name, name)
 			if sh.warned != "missing" {
 				sh.warned = "missing"
 				s.m.shadowMissing.WithLabelValues(name).Inc()
@@ -90,6 +91,7 @@ func (s *Server) resolveShadows(o *object, ref *pb.ScaledObjectRef, cat *Catalog
 		queries, err := rs.Render(ref.Namespace, ref.Name, ref.ScalerMetadata)
 		if err != nil {
 			sh.rs, sh.queries, sh.res = nil, nil, nil
+			s.m.shadowDesired.DeleteLabelValues(o.namespace, o.name, name)
 			if sh.warned != "template" {
 				sh.warned = "template"
 				s.m.shadowErrors.WithLabelValues(name, "template").Inc()

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -311,4 +312,36 @@ func FuzzShadowNames(f *testing.F) {
 			seen[n] = true
 		}
 	})
+}
+
+// TestShadowRemovedByReload: a reload that drops a shadow's rule set stops
+// its evaluation and removes its gauge; the live rule set answers on, and
+// a reload that brings it back resumes it.
+func TestShadowRemovedByReload(t *testing.T) {
+	q := &countingQuery{byQuery: byQuery{vals: map[string]float64{"waiting": 18, "running": 10, "queue": 3}}}
+	e := newUnitServer(t, shadowRules, q, Options{})
+	r := ref("ns", "so", map[string]string{"ruleSet": "chat", "model": "llama", ShadowMetadata: "cand-a"})
+	e.expect(t, r, 5, true)
+	if n := testutil.CollectAndCount(e.server.m.shadowDesired); n != 1 {
+		t.Fatalf("%d shadow gauge series, want 1", n)
+	}
+	for i, rules := range []string{recordRules, shadowRules} {
+		if err := os.WriteFile(e.path, []byte(rules), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Add(2 * time.Second)
+		e.expect(t, r, 5, true)
+		if n, want := testutil.CollectAndCount(e.server.m.shadowDesired), i; n != want {
+			t.Errorf("reload %d: %d shadow gauge series, want %d", i, n, want)
+		}
+	}
+	if got := testutil.ToFloat64(e.server.m.shadowEvaluations.WithLabelValues("cand-a")); got != 2 {
+		t.Errorf("cand-a evaluated %v times, want 2 (not while missing)", got)
+	}
+	if got := testutil.ToFloat64(e.server.m.shadowMissing.WithLabelValues("cand-a")); got != 1 {
+		t.Errorf("missing counted %v times, want 1", got)
+	}
 }
