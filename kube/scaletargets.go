@@ -310,11 +310,19 @@ func (s *ScaleTargets) scale(ctx context.Context, namespace string, ref targetRe
 		return *e, e.err
 	}
 	ch := s.group.DoChan(namespace+"/"+gr.String()+"/"+ref.name, func() (any, error) {
+		// A flight that ended between the look above and this one has
+		// stored a fresh entry: use it, not a second read.
+		s.mu.Lock()
+		e := s.scales[key]
+		s.mu.Unlock()
+		if e != nil && s.opts.Now().Sub(e.at) < s.opts.ScaleTTL {
+			return e, nil
+		}
 		// Detached from the caller that happens to read for all: bounded
 		// by the Timeout option alone.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
 		defer cancel()
-		e := &scaleEntry{}
+		e = &scaleEntry{}
 		sc, err := s.c.Scales.Scales(namespace).Get(ctx, gr, ref.name, metav1.GetOptions{})
 		if err != nil {
 			s.m.reads.WithLabelValues("error").Inc()
