@@ -26,27 +26,33 @@ func BenchmarkProxy(b *testing.B) {
 	b.Cleanup(func() { be.Close() })
 
 	h := startActivator(b, fmt.Sprintf("routes:\n  - name: bench\n    endpoints: [%q]\n", l.Addr().String()), Options{})
+	keepAliveLoad(b, h.url+"/", len(body))
+}
+
+// keepAliveLoad sends GETs to url from 16 client goroutines per core over
+// keep-alive connections, a load like wrk's, so that ns/op reads as
+// throughput rather than one request's latency; each answer must be 200
+// with n bytes.
+func keepAliveLoad(b *testing.B, url string, n int) {
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}
 	b.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr}
-	buf := make([]byte, 64)
-	// 16 client goroutines per core: a keep-alive load like wrk's, so that
-	// ns/op reads as throughput rather than one request's latency.
 	b.SetParallelism(16)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		req, _ := http.NewRequest(http.MethodGet, h.url+"/", nil)
+		buf := make([]byte, n)
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		for pb.Next() {
 			resp, err := client.Do(req)
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			n, _ := io.ReadFull(resp.Body, buf[:len(body)])
+			got, _ := io.ReadFull(resp.Body, buf)
 			resp.Body.Close()
-			if resp.StatusCode != 200 || n != len(body) {
-				b.Errorf("status %d, %d bytes", resp.StatusCode, n)
+			if resp.StatusCode != 200 || got != n {
+				b.Errorf("status %d, %d bytes", resp.StatusCode, got)
 				return
 			}
 		}
@@ -90,29 +96,7 @@ func BenchmarkProxyPolicy(b *testing.B) {
 					"      expression: 2 * waiting + 20 * kv + inflight\n"
 			}
 			h := startActivator(b, cfg, Options{})
-			tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}
-			b.Cleanup(tr.CloseIdleConnections)
-			client := &http.Client{Transport: tr}
-			buf := make([]byte, 64)
-			b.SetParallelism(16)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				req, _ := http.NewRequest(http.MethodGet, h.url+"/", nil)
-				for pb.Next() {
-					resp, err := client.Do(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					n, _ := io.ReadFull(resp.Body, buf[:len(body)])
-					resp.Body.Close()
-					if resp.StatusCode != 200 || n != len(body) {
-						b.Errorf("status %d, %d bytes", resp.StatusCode, n)
-						return
-					}
-				}
-			})
+			keepAliveLoad(b, h.url+"/", len(body))
 		})
 	}
 }
