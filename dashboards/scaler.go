@@ -61,15 +61,6 @@ func scalerDashboard() *dashboard {
 	b.add(12, 8, timeseries("Missing shadow rule sets", "Triggers that name a shadow rule set the scaler does not have (counted once per trigger, with a warning in the log).", "short",
 		query{`sum by (rule_set) (increase(nemesis_scaler_shadow_rule_sets_missing_total{` + scalerJob + `}[$__rate_interval]))`, "{{rule_set}}"}).bars())
 
-	b.add(24, 9, timeseries("Shadow rule sets against the live decision", "Replicas each shadow rule set (trigger metadata shadowRuleSets) decided, over the live decision returned to KEDA for the same ScaledObject. Shadows never scale anything: this is how a candidate rule set would have scaled on the same data.", "short",
-		query{perObject + `(nemesis_scaler_desired_replicas{` + scalerObject + `})`, "live {{namespace}}/{{scaled_object}}"},
-		query{`max by (namespace, scaled_object, rule_set) (nemesis_scaler_shadow_desired_replicas{` + scalerObject + `})`, "shadow {{rule_set}} {{namespace}}/{{scaled_object}}"}).steps().
-		color("^live", "green"))
-	b.add(12, 8, timeseries("Shadow evaluation errors", "Failed evaluations of shadow rule sets by rule set and reason (template: its queries cannot be rendered for a trigger); they never change the live answer.", "ops",
-		query{`sum by (rule_set, reason) (rate(nemesis_scaler_shadow_evaluation_errors_total{` + scalerJob + `}[$__rate_interval]))`, "{{rule_set}}: {{reason}}"}))
-	b.add(12, 8, timeseries("Missing shadow rule sets", "Triggers that name a shadow rule set the scaler does not have (counted once per trigger, with a warning in the log).", "short",
-		query{`sum by (rule_set) (increase(nemesis_scaler_shadow_rule_sets_missing_total{` + scalerJob + `}[$__rate_interval]))`, "{{rule_set}}"}).bars())
-
 	b.row("Evaluations")
 	b.add(8, 8, timeseries("Evaluations", "Evaluations of each rule set (its queries and expressions, once per call or shared within --evaluation-reuse).", "ops",
 		query{`sum by (rule_set) (rate(nemesis_scaler_evaluations_total{` + scalerRules + `}[$__rate_interval]))`, "{{rule_set}}"}))
