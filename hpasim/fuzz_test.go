@@ -22,6 +22,7 @@ func FuzzParseScaledObject(f *testing.F) {
 	}
 	f.Add([]byte(manifest(behavior("        scaleUp:\n          policies:\n          - {type: Percent, value: 900, periodSeconds: 1}\n"))))
 	f.Add([]byte(manifest("  minReplicaCount: 3\n  idleReplicaCount: 0\n  maxReplicaCount: 2147483647\n  cooldownPeriod: 0\n")))
+	f.Add([]byte(manifest("  maxReplicaCount: 1100000000\n"))) // 2×current wrapped past int32
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseScaledObject("fuzz.yaml", data)
 		if err != nil {

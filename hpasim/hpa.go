@@ -202,7 +202,7 @@ func (h *hpa) normalizeLegacy(now time.Time, current, proposal int32) int32 {
 	}
 	h.recs = append(kept, recommendation{proposal, now})
 
-	upLimit := int32(math.Max(2*float64(current), 4))
+	upLimit := clampInt32(math.Max(2*float64(current), 4))
 	hi := min(h.max, upLimit)
 	switch {
 	case stabilized < h.min:
@@ -273,18 +273,20 @@ func (h *hpa) scaleLimit(now time.Time, current int32, r rules, up bool) int32 {
 	}
 	for _, p := range r.policies {
 		period := time.Duration(p.PeriodSeconds) * time.Second
-		start := current - changeWithin(now, period, h.upEvents) + changeWithin(now, period, h.downEvents)
+		// In float64, where the controller's int32 sums would wrap near
+		// the top of the range, then clamped back into int32.
+		start := float64(current) - changeWithin(now, period, h.upEvents) + changeWithin(now, period, h.downEvents)
 		var proposed int32
 		switch {
 		case up && p.Type == autoscalingv2.PodsScalingPolicy:
-			proposed = start + p.Value
+			proposed = clampInt32(start + float64(p.Value))
 		case up && p.Type == autoscalingv2.PercentScalingPolicy:
 			// Rounded up so that a small target can still grow.
-			proposed = int32(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
+			proposed = clampInt32(math.Ceil(start * (1 + float64(p.Value)/100)))
 		case !up && p.Type == autoscalingv2.PodsScalingPolicy:
-			proposed = start - p.Value
+			proposed = clampInt32(start - float64(p.Value))
 		case !up && p.Type == autoscalingv2.PercentScalingPolicy:
-			proposed = int32(float64(start) * (1 - float64(p.Value)/100))
+			proposed = clampInt32(math.Trunc(start * (1 - float64(p.Value)/100)))
 		}
 		if wantHigh {
 			result = max(result, proposed)
@@ -296,15 +298,27 @@ func (h *hpa) scaleLimit(now time.Time, current int32, r rules, up bool) int32 {
 }
 
 // changeWithin sums the events strictly inside the last period.
-func changeWithin(now time.Time, period time.Duration, events []scaleEvent) int32 {
+func changeWithin(now time.Time, period time.Duration, events []scaleEvent) float64 {
 	cutoff := now.Add(-period)
-	var n int32
+	var n float64
 	for _, e := range events {
 		if e.at.After(cutoff) {
-			n += e.change
+			n += float64(e.change)
 		}
 	}
 	return n
+}
+
+// clampInt32 converts x to int32, saturating where Go's conversion of an
+// out-of-range float would give an arbitrary value.
+func clampInt32(x float64) int32 {
+	switch {
+	case x >= math.MaxInt32:
+		return math.MaxInt32
+	case x <= math.MinInt32:
+		return math.MinInt32
+	}
+	return int32(x)
 }
 
 // storeEvent is storeScaleEvent: mark the events older than the direction's

@@ -494,3 +494,41 @@ func TestPushActivatesAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestHugeMaxReplicas grows a target towards a maxReplicaCount near the top of
+// int32: the controller's limits (2×current, start + pods, start × percent)
+// must stay within [0, max] where int32 arithmetic would wrap.
+func TestHugeMaxReplicas(t *testing.T) {
+	for name, spec := range map[string]string{
+		"legacy":    "  minReplicaCount: 1\n  maxReplicaCount: 1100000000\n",
+		"pods":      "  minReplicaCount: 1\n  maxReplicaCount: 2147483647\n" + behavior("        scaleUp:\n          policies:\n          - {type: Pods, value: 2147483647, periodSeconds: 1}\n"),
+		"percent":   "  minReplicaCount: 1\n  maxReplicaCount: 2147483647\n" + behavior("        scaleUp:\n          policies:\n          - {type: Percent, value: 2147483647, periodSeconds: 1}\n"),
+		"scaleDown": "  minReplicaCount: 1\n  maxReplicaCount: 2147483647\n" + behavior("        scaleDown:\n          stabilizationWindowSeconds: 0\n          policies:\n          - {type: Pods, value: 2147483647, periodSeconds: 1}\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := ParseScaledObject("huge.yaml", []byte(manifest(spec)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(cfg, t0, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var top int32
+			for i := range 120 {
+				d := 1e12
+				if i >= 60 {
+					d = 1
+				}
+				st := s.Step(t0.Add(time.Duration(i)*15*time.Second), ok(d, true))
+				if st.Replicas < 1 || st.Replicas > cfg.MaxReplicas || st.Ready < 0 || st.Ready > st.Replicas {
+					t.Fatalf("step %d: impossible state %+v", i, st)
+				}
+				top = max(top, st.Replicas)
+			}
+			if top != cfg.MaxReplicas {
+				t.Errorf("reached %d replicas at most, want maxReplicaCount %d", top, cfg.MaxReplicas)
+			}
+		})
+	}
+}
