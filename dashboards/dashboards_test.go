@@ -1,15 +1,28 @@
 package dashboards
 
+//lint:file-ignore SA1019 the SDK deprecates its classic dashboard model for dashboardv2, which Grafana imports only with dynamic dashboards switched on
+
 import (
 	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
 var update = flag.Bool("update", false, "rewrite the committed dashboards from the generator")
@@ -80,7 +93,22 @@ var committed = []struct {
 	{"nemesis-activator.json", activatorFamilies, []string{"datasource", "namespace", "route"}},
 }
 
-func load(t *testing.T, file string) *dashboard {
+// registerVariants teaches the SDK's decoder the panel and query types
+// the dashboards use, so that it reads their options and queries into
+// the SDK's types (which load's round trip then holds field by field)
+// instead of keeping them as untyped maps. The SDK keeps them in one
+// registry of its own; registering is idempotent.
+func registerVariants() {
+	rt := cog.NewRuntime()
+	for _, v := range []variants.PanelcfgConfig{
+		timeseries.VariantConfig(), stat.VariantConfig(), statetimeline.VariantConfig(), heatmap.VariantConfig(),
+	} {
+		rt.RegisterPanelcfgVariant(v)
+	}
+	rt.RegisterDataqueryVariant(prometheus.VariantConfig())
+}
+
+func load(t *testing.T, file string) *dashboard.Dashboard {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -93,15 +121,107 @@ func load(t *testing.T, file string) *dashboard {
 	if _, ok := raw["id"]; ok {
 		t.Fatalf("%s has an id: Grafana assigns it per instance, leave it out", file)
 	}
-	// Strict, so that a field the model does not know (a hand edit, a
-	// misspelling) fails rather than passes unchecked.
-	var d dashboard
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
+	// Strict, so that a field the SDK's model does not know (a hand
+	// edit, a misspelling) fails rather than passes unchecked: the file
+	// must be exactly what the model makes of it. The SDK's own strict
+	// decoder cannot do this: in v0.0.22 its UnmarshalJSONStrict methods
+	// return their empty error list as a non-nil error, and the callers
+	// inside it then drop every panel, query and panel option.
+	registerVariants()
+	var d dashboard.Dashboard
+	if err := json.Unmarshal(data, &d); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
+	again, err := json.Marshal(d)
+	if err != nil {
+		t.Fatalf("%s: encoding it again: %v", file, err)
+	}
+	var decoded any
+	if err := json.Unmarshal(again, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if diff := treeDifference(raw, decoded, ""); diff != "" {
+		t.Fatalf("%s: %s: the SDK's dashboard model does not hold it as written", file, diff)
+	}
 	return &d
+}
+
+// treeDifference is the first difference between two decoded JSON
+// values, with its path, or "" when they are equal.
+func treeDifference(want, got any, path string) string {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return fmt.Sprintf("%s: an object, now %T", path, got)
+		}
+		for _, k := range slices.Sorted(maps.Keys(w)) {
+			if _, ok := g[k]; !ok {
+				return fmt.Sprintf("%s.%s: lost", path, k)
+			}
+			if d := treeDifference(w[k], g[k], path+"."+k); d != "" {
+				return d
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(g)) {
+			if _, ok := w[k]; !ok {
+				return fmt.Sprintf("%s.%s: added", path, k)
+			}
+		}
+		return ""
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return fmt.Sprintf("%s: %d elements, now %v", path, len(w), got)
+		}
+		for i := range w {
+			if d := treeDifference(w[i], g[i], fmt.Sprintf("%s[%d]", path, i)); d != "" {
+				return d
+			}
+		}
+		return ""
+	}
+	if want != got {
+		return fmt.Sprintf("%s: %v, now %v", path, want, got)
+	}
+	return ""
+}
+
+// isPromDatasource tells whether ref is the ${datasource} variable.
+func isPromDatasource(ref *common.DataSourceRef) bool {
+	return ref != nil && ref.Equals(promDatasource())
+}
+
+// refString shows a datasource reference in an error.
+func refString(ref *common.DataSourceRef) string {
+	if ref == nil {
+		return "none"
+	}
+	return fmt.Sprintf("{type %q, uid %q}", deref(ref.Type), deref(ref.Uid))
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// promTargets are the queries of p, each of which must be a Prometheus
+// query.
+func promTargets(t *testing.T, where string, p *dashboard.Panel) []*prometheus.Dataquery {
+	t.Helper()
+	var qs []*prometheus.Dataquery
+	for i, tg := range p.Targets {
+		q, ok := tg.(*prometheus.Dataquery)
+		if !ok {
+			t.Errorf("%s, query %d: a %T, want a Prometheus query", where, i, tg)
+			continue
+		}
+		qs = append(qs, q)
+	}
+	return qs
 }
 
 // TestDashboardShape checks what makes a dashboard portable between
@@ -112,17 +232,18 @@ func TestDashboardShape(t *testing.T) {
 	for _, c := range committed {
 		t.Run(c.file, func(t *testing.T) {
 			d := load(t, c.file)
-			if d.UID == "" || len(d.UID) > 40 {
-				t.Errorf("uid %q: want a fixed uid of 1 to 40 characters", d.UID)
+			uid := deref(d.Uid)
+			if uid == "" || len(uid) > 40 {
+				t.Errorf("uid %q: want a fixed uid of 1 to 40 characters", uid)
 			}
-			if prev, ok := uids[d.UID]; ok {
-				t.Errorf("uid %q is also %s's", d.UID, prev)
+			if prev, ok := uids[uid]; ok {
+				t.Errorf("uid %q is also %s's", uid, prev)
 			}
-			uids[d.UID] = c.file
+			uids[uid] = c.file
 			if d.SchemaVersion < 39 {
 				t.Errorf("schemaVersion %d: want 39 (Grafana 11) or later", d.SchemaVersion)
 			}
-			if d.Title == "" {
+			if deref(d.Title) == "" {
 				t.Error("no title")
 			}
 
@@ -130,19 +251,19 @@ func TestDashboardShape(t *testing.T) {
 			for _, v := range d.Templating.List {
 				names = append(names, v.Name)
 				switch v.Type {
-				case "datasource":
-					if v.Query != "prometheus" {
-						t.Errorf("variable %s: a datasource variable of type %q, want prometheus", v.Name, v.Query)
+				case dashboard.VariableTypeDatasource:
+					if q := variableQuery(v); q != "prometheus" {
+						t.Errorf("variable %s: a datasource variable of type %q, want prometheus", v.Name, q)
 					}
-				case "query":
-					if v.Datasource == nil || *v.Datasource != promDatasource {
-						t.Errorf("variable %s: datasource %v, want %v", v.Name, v.Datasource, promDatasource)
+				case dashboard.VariableTypeQuery:
+					if !isPromDatasource(v.Datasource) {
+						t.Errorf("variable %s: datasource %s, want %s", v.Name, refString(v.Datasource), refString(new(promDatasource())))
 					}
 				default:
 					t.Errorf("variable %s: unexpected type %q", v.Name, v.Type)
 				}
 			}
-			if len(names) == 0 || names[0] != "datasource" || d.Templating.List[0].Type != "datasource" {
+			if len(names) == 0 || names[0] != "datasource" || d.Templating.List[0].Type != dashboard.VariableTypeDatasource {
 				t.Errorf("variables %v: the first must be the datasource variable named datasource", names)
 			}
 			for _, want := range c.wantVars {
@@ -151,16 +272,40 @@ func TestDashboardShape(t *testing.T) {
 				}
 			}
 
-			ids := map[int]bool{}
-			var boxes []gridPos
-			for _, p := range d.Panels {
-				where := fmt.Sprintf("panel %d %q", p.ID, p.Title)
-				if p.ID <= 0 || ids[p.ID] {
+			ids := map[uint32]bool{}
+			var boxes []dashboard.GridPos
+			for i, pr := range d.Panels {
+				var (
+					id      uint32
+					title   string
+					gridPos *dashboard.GridPos
+				)
+				switch {
+				case pr.RowPanel != nil:
+					id, title, gridPos = pr.RowPanel.Id, deref(pr.RowPanel.Title), pr.RowPanel.GridPos
+					// A collapsed row holds its panels inside it, out
+					// of sight until opened; the dashboards open with
+					// every panel shown.
+					if pr.RowPanel.Collapsed || len(pr.RowPanel.Panels) > 0 {
+						t.Errorf("row %q: collapsed %v with %d panels inside, want an open row followed by its panels", title, pr.RowPanel.Collapsed, len(pr.RowPanel.Panels))
+					}
+				case pr.Panel != nil:
+					id, title, gridPos = deref(pr.Panel.Id), deref(pr.Panel.Title), pr.Panel.GridPos
+				default:
+					t.Errorf("panel %d: neither a panel nor a row", i)
+					continue
+				}
+				where := fmt.Sprintf("panel %d %q", id, title)
+				if id == 0 || ids[id] {
 					t.Errorf("%s: id not unique and positive", where)
 				}
-				ids[p.ID] = true
-				g := p.GridPos
-				if g.W <= 0 || g.H <= 0 || g.X < 0 || g.Y < 0 || g.X+g.W > gridWidth {
+				ids[id] = true
+				if gridPos == nil {
+					t.Errorf("%s: no gridPos", where)
+					continue
+				}
+				g := *gridPos
+				if g.W == 0 || g.H == 0 || g.X+g.W > gridWidth {
 					t.Errorf("%s: gridPos %+v is off the %d-column grid", where, g, gridWidth)
 				}
 				for _, o := range boxes {
@@ -169,31 +314,45 @@ func TestDashboardShape(t *testing.T) {
 					}
 				}
 				boxes = append(boxes, g)
-				if p.Type == "row" {
+				p := pr.Panel
+				if p == nil {
 					continue
 				}
-				if p.Title == "" || p.Description == "" {
+				if deref(p.Title) == "" || deref(p.Description) == "" {
 					t.Errorf("%s: every panel needs a title and a description", where)
 				}
-				if p.Datasource == nil || *p.Datasource != promDatasource {
-					t.Errorf("%s: datasource %v, want %v", where, p.Datasource, promDatasource)
+				if !isPromDatasource(p.Datasource) {
+					t.Errorf("%s: datasource %s, want %s", where, refString(p.Datasource), refString(new(promDatasource())))
 				}
 				if len(p.Targets) == 0 {
 					t.Errorf("%s: no query", where)
 				}
 				refs := map[string]bool{}
-				for _, tg := range p.Targets {
-					if tg.Datasource != promDatasource {
-						t.Errorf("%s, query %s: datasource %v, want %v", where, tg.RefID, tg.Datasource, promDatasource)
+				for _, tg := range promTargets(t, where, p) {
+					ref := deref(tg.RefId)
+					if !isPromDatasource(tg.Datasource) {
+						t.Errorf("%s, query %s: datasource %s, want %s", where, ref, refString(tg.Datasource), refString(new(promDatasource())))
 					}
-					if tg.RefID == "" || refs[tg.RefID] {
-						t.Errorf("%s: refId %q empty or repeated", where, tg.RefID)
+					if ref == "" || refs[ref] {
+						t.Errorf("%s: refId %q empty or repeated", where, ref)
 					}
-					refs[tg.RefID] = true
+					refs[ref] = true
 				}
 			}
 		})
 	}
+}
+
+// gridWidth is the width of Grafana's dashboard grid.
+const gridWidth = 24
+
+// variableQuery is the query of v as a string: a datasource variable's
+// plugin type, a query variable's PromQL.
+func variableQuery(v dashboard.VariableModel) string {
+	if v.Query == nil {
+		return ""
+	}
+	return deref(v.Query.String)
 }
 
 // TestQueriesNameExportedMetrics parses every query of the committed
@@ -211,23 +370,35 @@ func TestQueriesNameExportedMetrics(t *testing.T) {
 			}
 			used := map[string]bool{}
 			for _, v := range d.Templating.List {
-				if v.Type != "query" {
+				if v.Type != dashboard.VariableTypeQuery {
 					continue
 				}
-				q, err := expand(v.Query, defined, used)
+				query := variableQuery(v)
+				q, err := expand(query, defined, used)
 				if err == nil {
 					err = chk.labelValues(q)
 				}
 				if err != nil {
-					t.Errorf("variable %s: %q: %v", v.Name, v.Query, err)
+					t.Errorf("variable %s: %q: %v", v.Name, query, err)
 				}
-				if v.Definition != "" && v.Definition != v.Query {
-					t.Errorf("variable %s: definition %q differs from query %q", v.Name, v.Definition, v.Query)
+				if def := deref(v.Definition); def != "" && def != query {
+					t.Errorf("variable %s: definition %q differs from query %q", v.Name, def, query)
 				}
 			}
-			for _, p := range d.Panels {
-				for _, tg := range p.Targets {
-					where := fmt.Sprintf("panel %q, query %s", p.Title, tg.RefID)
+			// Every panel, those inside a collapsed row included, so
+			// that none escapes the check.
+			var panels []dashboard.Panel
+			for _, pr := range d.Panels {
+				switch {
+				case pr.Panel != nil:
+					panels = append(panels, *pr.Panel)
+				case pr.RowPanel != nil:
+					panels = append(panels, pr.RowPanel.Panels...)
+				}
+			}
+			for _, p := range panels {
+				for _, tg := range promTargets(t, fmt.Sprintf("panel %q", deref(p.Title)), &p) {
+					where := fmt.Sprintf("panel %q, query %s", deref(p.Title), deref(tg.RefId))
 					expr, err := expand(tg.Expr, defined, used)
 					if err != nil {
 						t.Errorf("%s: %q: %v", where, tg.Expr, err)
@@ -235,9 +406,9 @@ func TestQueriesNameExportedMetrics(t *testing.T) {
 					}
 					result, err := chk.expr(expr)
 					if err == nil {
-						err = legendLabels(tg.LegendFormat, result)
+						err = legendLabels(deref(tg.LegendFormat), result)
 					}
-					if err == nil && tg.Format == "heatmap" && !result["le"] {
+					if err == nil && deref(tg.Format) == prometheus.PromQueryFormatHeatmap && !result["le"] {
 						err = fmt.Errorf("a heatmap query must return one series per le, its result has %s", result)
 					}
 					if err != nil {
