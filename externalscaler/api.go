@@ -97,7 +97,7 @@ func (s *Server) RegisterAPI(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, decisionsResponse{Decisions: recs})
 	})
 	mux.HandleFunc("GET /api/v1/rulesets", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, s.ruleSetsResponse())
+		writeJSON(w, http.StatusOK, s.RuleSets())
 	})
 }
 
@@ -151,7 +151,9 @@ type RuleSetState struct {
 	Builtins    []string          `json:"builtins,omitempty"`
 }
 
-func (s *Server) ruleSetsResponse() RuleSetsResponse {
+// RuleSets returns the rule sets in force and the state of the rule files'
+// reloads, as GET /api/v1/rulesets answers.
+func (s *Server) RuleSets() RuleSetsResponse {
 	var st ReloadState
 	if rs, ok := s.rules.(interface{ State() ReloadState }); ok {
 		st = rs.State()

@@ -167,8 +167,12 @@ func (s *RuleStore) State() ReloadState {
 }
 
 // NewRuleStore loads the rule files under paths. It fails if they are
-// invalid: a scaler must not start without rules.
+// invalid: a scaler must not start without rules. A nil reg keeps the
+// store's metrics unregistered.
 func NewRuleStore(paths []string, logger *slog.Logger, reg prometheus.Registerer) (*RuleStore, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	c, err := LoadCatalog(paths)
 	if err != nil {
 		return nil, err

@@ -410,12 +410,12 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 			q = shared
 			for _, run := range shadows {
 				wg.Go(func() {
-					run.d, run.err = s.evaluate(ectx, ref, shared, run.res.rs, run.res.queries, service, &run.in, true)
+					run.d, run.err = s.evaluate(ectx, ref, shared, run.res.rs, run.res.queries, service, &run.in, evalShadow)
 				})
 			}
 		}
 		var in evaluation
-		d, err := s.evaluate(ectx, ref, q, rs, queries, service, &in, false)
+		d, err := s.evaluate(ectx, ref, q, rs, queries, service, &in, evalLive)
 		a, changed, ev := s.conclude(ctx, o, ref, res, d, err, &in)
 		if changed != nil {
 			s.announce(ref, changed, ev)
@@ -599,29 +599,42 @@ func (s *Server) applyOnError(o *object, rs *rules.RuleSet, d rules.Decision, er
 	return answer{decision: out.Decision, holding: out.Holding}, out
 }
 
+// evalKind says whose evaluation it is, for the metrics and the trace.
+type evalKind uint8
+
+const (
+	evalLive   evalKind = iota // the trigger's rule set: what KEDA is told
+	evalShadow                 // a shadow rule set: recorded, never told
+	evalTry                    // the status page's try form: counted nowhere
+)
+
 // evaluate runs the queries and the rule set once.
 // It fills in with what it read, and its duration.
-// A shadow evaluation (shadow true) is counted apart from the live ones.
-func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, q Querier, rs *rules.RuleSet, queries []string, service string, in *evaluation, shadow bool) (d rules.Decision, err error) {
+// Shadow evaluations are counted apart from the live ones; tries are not
+// counted.
+func (s *Server) evaluate(ctx context.Context, ref *pb.ScaledObjectRef, q Querier, rs *rules.RuleSet, queries []string, service string, in *evaluation, kind evalKind) (d rules.Decision, err error) {
 	start := s.opts.Now()
 	ctx, span := s.tracer.Start(ctx, "nemesis.evaluate", trace.WithAttributes(
 		attribute.String("nemesis.rule_set", rs.Name),
 		attribute.String("k8s.namespace.name", ref.Namespace),
 		attribute.String("keda.scaled_object", ref.Name),
-		attribute.Bool("nemesis.shadow", shadow),
+		attribute.Bool("nemesis.shadow", kind == evalShadow),
+		attribute.Bool("nemesis.try", kind == evalTry),
 	))
 	defer func() {
 		in.duration = s.opts.Now().Sub(start)
-		if shadow {
+		switch kind {
+		case evalShadow:
 			s.m.shadowEvaluations.WithLabelValues(rs.Name).Inc()
-		} else {
+		case evalLive:
 			s.m.evaluations.WithLabelValues(rs.Name).Inc()
 			s.m.duration.WithLabelValues(rs.Name).Observe(in.duration.Seconds())
 		}
 		if err != nil {
-			if shadow {
+			switch kind {
+			case evalShadow:
 				s.m.shadowErrors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
-			} else {
+			case evalLive:
 				s.m.errors.WithLabelValues(rs.Name, rules.Reason(err)).Inc()
 			}
 			span.RecordError(err)

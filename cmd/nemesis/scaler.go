@@ -24,6 +24,7 @@ import (
 
 	"github.com/k8s-nemesis/nemesis/demand"
 	"github.com/k8s-nemesis/nemesis/externalscaler"
+	"github.com/k8s-nemesis/nemesis/internal/statuspage"
 	"github.com/k8s-nemesis/nemesis/kube"
 	"github.com/k8s-nemesis/nemesis/metrics"
 	"github.com/k8s-nemesis/nemesis/rules"
@@ -45,6 +46,7 @@ type scalerConfig struct {
 	shutdownTimeout time.Duration
 	maxTriggers     int
 	events          bool
+	uiTry           bool
 	logLevel        slog.Level
 }
 
@@ -57,7 +59,7 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	fs.Var(&c.activatorSvc, "activator-service", "watch every replica of the activator Service NAMESPACE/NAME:ADMIN_PORT for demand, following its EndpointSlices as replicas come and go")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for --activator-service and the built-ins current and ready; in a cluster the pod's service account is used")
 	fs.StringVar(&c.grpcAddress, "grpc-address", ":9400", "address of the gRPC server KEDA calls")
-	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address serving /metrics, /healthz, /readyz and the JSON API /api/v1/ (decisions, rule sets); unauthenticated: keep it cluster-internal")
+	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address serving the status page (/), /metrics, /healthz, /readyz and the JSON API /api/v1/ (decisions, rule sets); unauthenticated: keep it cluster-internal")
 	addPrometheusFlags(fs, &c.prom, "Prometheus base URL, e.g. http://prometheus.monitoring:9090 (required)", metrics.DefaultTimeout)
 	fs.DurationVar(&c.prom.CacheTTL, "query-cache-ttl", metrics.DefaultCacheTTL, "identical rendered queries within this window are sent to Prometheus once")
 	fs.DurationVar(&c.reuseFor, "evaluation-reuse", time.Second, "one evaluation answers all calls for a ScaledObject within this window (KEDA's GetMetrics + IsActive pair)")
@@ -65,6 +67,7 @@ func parseScalerFlags(args []string, stderr io.Writer) (*scalerConfig, error) {
 	fs.DurationVar(&c.rulesResync, "rules-resync", 30*time.Second, "re-read the rule files this often even without a file event")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long open calls may finish on shutdown")
 	fs.IntVar(&c.maxTriggers, "max-scaled-objects", externalscaler.DefaultMaxScaledObjects, "most triggers (ScaledObject and trigger metadata) served at once; beyond, new ones get ResourceExhausted until others go unused for 15m")
+	fs.BoolVar(&c.uiTry, "ui-try", false, "serve the status page's \"try a rule set\" form (POST /try, POST /api/v1/try): anyone who reaches --http-address can then run PromQL queries on Prometheus through the scaler; off by default, as the address has no authentication")
 	fs.BoolVar(&c.events, "events", true, "record Kubernetes Events on ScaledObjects when a decision or its state changes (needs Kubernetes access and create/patch on events.k8s.io events; docs/operations.md)")
 	fs.StringVar(&c.tls.CertFile, "tls-cert-file", "", "serve gRPC over TLS with this certificate (KEDA: enableTLS / caCert)")
 	fs.StringVar(&c.tls.KeyFile, "tls-key-file", "", "key of --tls-cert-file")
@@ -283,6 +286,7 @@ func runScaler(ctx context.Context, args []string, stderr io.Writer) error {
 	// the servers.
 	mux := proc.adminMux(&ready, func() string { return fmt.Sprintf("rules version %d", store.Current().Version) })
 	scaler.RegisterAPI(mux)
+	statuspage.RegisterScaler(mux, scaler, statuspage.ScalerOptions{Try: cfg.uiTry, Logger: logger})
 	addHTTPServer(&g, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, httpLis)
 	return g.Run()
 }

@@ -1,0 +1,247 @@
+package statuspage
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/k8s-nemesis/nemesis/externalscaler"
+)
+
+// ScalerSource is what the scaler's page shows: *externalscaler.Server.
+type ScalerSource interface {
+	Decisions() []externalscaler.Record
+	History(namespace, name string) ([]externalscaler.Record, bool)
+	RuleSets() externalscaler.RuleSetsResponse
+	Try(ctx context.Context, data []byte, ruleSet, namespace, name string) (externalscaler.Record, error)
+}
+
+var _ ScalerSource = (*externalscaler.Server)(nil)
+
+// ScalerOptions configure the scaler's page.
+type ScalerOptions struct {
+	// Try enables the "try a rule set" form and POST /api/v1/try (the
+	// --ui-try flag). Off, neither is served.
+	Try    bool
+	Logger *slog.Logger     // nil discards
+	Now    func() time.Time // nil is time.Now
+}
+
+// RegisterScaler serves the scaler's page at / on mux, its assets under
+// AssetsPath and, with opts.Try, the try form (POST /try) and its JSON
+// twin (POST /api/v1/try).
+func RegisterScaler(mux *http.ServeMux, src ScalerSource, opts ScalerOptions) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	p := &scalerPages{src: src, opts: opts, tmpl: template.Must(template.New("").Funcs(funcs()).ParseFS(ui, "ui/layout.html", "ui/scaler.html"))}
+	registerAssets(mux)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		p.serve(w, r, http.StatusOK, nil)
+	})
+	if opts.Try {
+		mux.HandleFunc("POST /try", p.tryForm)
+		mux.HandleFunc("POST /api/v1/try", p.tryAPI)
+	}
+}
+
+type scalerPages struct {
+	src  ScalerSource
+	opts ScalerOptions
+	tmpl *template.Template
+}
+
+// scalerPage is what the scaler's template renders.
+type scalerPage struct {
+	Now      time.Time
+	RuleSets externalscaler.RuleSetsResponse
+	// Objects are the newest records of every trigger and shadow rule set.
+	Objects []externalscaler.Record
+	// Names are the ScaledObjects known, "namespace/name", sorted.
+	Names []string
+	// Selected is the ScaledObject whose history is shown ("" for none),
+	// with its chart and its records, newest first.
+	Selected string
+	Chart    *chart
+	History  []historyRow
+	// Refresh is the URL the script reloads the live parts from.
+	Refresh string
+	TryOn   bool
+	Try     *tryState
+}
+
+// historyRow is one record of the selected ScaledObject, with its anchor.
+type historyRow struct {
+	ID string
+	externalscaler.Record
+}
+
+// tryState is the try form's input and what came of it.
+type tryState struct {
+	Object, RuleSet, Rules string
+	Record                 *externalscaler.Record
+	Error                  string
+	Problems               []externalscaler.Problem
+}
+
+func (p *scalerPages) serve(w http.ResponseWriter, r *http.Request, code int, try *tryState) {
+	page := scalerPage{Now: p.opts.Now(), RuleSets: p.src.RuleSets(), Objects: p.src.Decisions(), TryOn: p.opts.Try, Try: try}
+	slices.SortStableFunc(page.Objects, func(a, b externalscaler.Record) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), boolCmp(a.Shadow, b.Shadow), cmp.Compare(a.RuleSet, b.RuleSet))
+	})
+	for _, rec := range page.Objects {
+		if n := rec.Namespace + "/" + rec.Name; !slices.Contains(page.Names, n) {
+			page.Names = append(page.Names, n)
+		}
+	}
+	page.Selected = r.URL.Query().Get("object")
+	if page.Selected == "" && try != nil {
+		page.Selected = try.Object
+	}
+	if page.Selected == "" && len(page.Names) > 0 {
+		page.Selected = page.Names[0]
+	}
+	if ns, name, ok := strings.Cut(page.Selected, "/"); ok {
+		if recs, known := p.src.History(ns, name); known {
+			page.Chart = newChart(recs)
+			page.History = make([]historyRow, len(recs))
+			for i, rec := range recs {
+				page.History[i] = historyRow{ID: recordID(rec), Record: rec}
+			}
+		} else {
+			code = http.StatusNotFound
+		}
+	}
+	page.Refresh = "/"
+	if page.Selected != "" {
+		page.Refresh = "/?object=" + url.QueryEscape(page.Selected)
+	}
+	render(w, p.opts.Logger, p.tmpl, "scaler", code, &page)
+}
+
+// tryForm evaluates the form's rule set and shows the page with the
+// answer, or with the problems of the rule set.
+func (p *scalerPages) tryForm(w http.ResponseWriter, r *http.Request) {
+	// The form's other fields are small; the rules may take TryMaxBytes.
+	r.Body = http.MaxBytesReader(w, r.Body, externalscaler.TryMaxBytes+4<<10)
+	st := &tryState{}
+	if err := r.ParseForm(); err != nil {
+		st.Error = "reading the form: " + tooLarge(err)
+		p.serve(w, r, http.StatusBadRequest, st)
+		return
+	}
+	st.Object, st.RuleSet, st.Rules = r.PostForm.Get("object"), strings.TrimSpace(r.PostForm.Get("ruleSet")), r.PostForm.Get("rules")
+	rec, code, err := p.try(r.Context(), []byte(st.Rules), st.RuleSet, st.Object)
+	if err != nil {
+		st.Error = err.Error()
+		if te, ok := errors.AsType[*externalscaler.TryError](err); ok && len(te.Problems) > 0 {
+			st.Error, st.Problems = "the rule set is not valid:", te.Problems
+		}
+	} else {
+		st.Record = &rec
+	}
+	p.serve(w, r, code, st)
+}
+
+// tryAPI is the form's JSON twin: the body is the rule file, the query
+// names the ScaledObject (object=namespace/name) and the rule set.
+func (p *scalerPages) tryAPI(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, externalscaler.TryMaxBytes))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, tryResponse{Error: "reading the rule file: " + tooLarge(err)})
+		return
+	}
+	rec, code, err := p.try(r.Context(), data, r.URL.Query().Get("ruleSet"), r.URL.Query().Get("object"))
+	if err != nil {
+		resp := tryResponse{Error: err.Error()}
+		if te, ok := errors.AsType[*externalscaler.TryError](err); ok {
+			resp.Problems = te.Problems
+		}
+		writeJSON(w, code, resp)
+		return
+	}
+	writeJSON(w, code, tryResponse{Decision: &rec})
+}
+
+// tryResponse is the body of POST /api/v1/try.
+type tryResponse struct {
+	Decision *externalscaler.Record   `json:"decision,omitempty"`
+	Error    string                   `json:"error,omitempty"`
+	Problems []externalscaler.Problem `json:"problems,omitempty"`
+}
+
+// try runs the source's Try for object ("namespace/name") and says which
+// status code its outcome is.
+func (p *scalerPages) try(ctx context.Context, data []byte, ruleSet, object string) (externalscaler.Record, int, error) {
+	ns, name, ok := strings.Cut(object, "/")
+	if !ok || ns == "" || name == "" {
+		return externalscaler.Record{}, http.StatusBadRequest, fmt.Errorf("choose a ScaledObject as namespace/name, not %q", object)
+	}
+	rec, err := p.src.Try(ctx, data, ruleSet, ns, name)
+	switch {
+	case err == nil:
+		return rec, http.StatusOK, nil
+	case errors.Is(err, externalscaler.ErrUnknownScaledObject):
+		return rec, http.StatusNotFound, err
+	}
+	return rec, http.StatusUnprocessableEntity, err
+}
+
+// tooLarge words a request body over its limit for a person.
+func tooLarge(err error) string {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return fmt.Sprintf("the rule file is larger than %d KiB", externalscaler.TryMaxBytes>>10)
+	}
+	return err.Error()
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to tell it
+}
+
+// recordID is a record's anchor on the page: stable across reloads, so
+// that what is open stays open.
+func recordID(rec externalscaler.Record) string {
+	var b strings.Builder
+	b.WriteString("d-")
+	for _, c := range rec.RuleSet {
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c == '-' || c == '_' {
+			b.WriteRune(c)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	if rec.Shadow {
+		b.WriteString("-shadow")
+	}
+	fmt.Fprintf(&b, "-%d", rec.Time.UnixNano())
+	return b.String()
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}
