@@ -157,4 +157,15 @@
 // Every transition of a request (queued, dequeued, started, finished) is
 // reported to the [DemandRecorder] in [Options] as a delta, so that the
 // scaler learns of demand without waiting for a scrape.
+//
+// # Status
+//
+// [Activator.Status] is a snapshot for people: the configuration in force
+// (its version and file, and why the newest file was refused, if it was),
+// and per route its settings, held requests and their oldest wait, and its
+// endpoints with their state (ready, terminating, draining), requests in
+// flight and, on score routes, score and scrape age.
+// [Activator.RegisterAPI] serves it as JSON at GET /api/v1/status. It
+// costs the request path nothing: it reads what the requests count anyway,
+// under each route's lock for the time it takes to copy its endpoint set.
 package activator

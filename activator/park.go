@@ -86,7 +86,7 @@ func (c *serverConn) tryPark() bool {
 	c.heldSince = p.start
 	p.outcome.Store(parkWaiting)
 	p.refs.Store(2)
-	p.w = waiter{wake: p.releaseFn}
+	p.w = waiter{wake: p.releaseFn, since: p.start}
 	rt.queue.push(&p.w)
 	rt.mu.Unlock()
 

@@ -20,6 +20,7 @@ const (
 type waiter struct {
 	released   chan struct{} // closed when an endpoint is ready or the route is gone; nil for a parked request
 	wake       func()        // called after released is closed; may be nil
+	since      time.Time     // when the request began to wait, for Status
 	prev, next *waiter
 	queued     bool
 }
@@ -128,7 +129,11 @@ func (r *route) waitReady(ctx context.Context, front bool) ([]*Endpoint, int) {
 			r.mu.Unlock()
 			return nil, 503
 		}
-		w := &waiter{released: make(chan struct{})}
+		if start.IsZero() {
+			start = time.Now()
+			deadline = start.Add(r.cfg.Queue.Timeout)
+		}
+		w := &waiter{released: make(chan struct{}), since: start}
 		if hc != nil {
 			w.wake = hc.wakeFn
 		}
@@ -139,10 +144,6 @@ func (r *route) waitReady(ctx context.Context, front bool) ([]*Endpoint, int) {
 		}
 		r.mu.Unlock()
 
-		if start.IsZero() {
-			start = time.Now()
-			deadline = start.Add(r.cfg.Queue.Timeout)
-		}
 		r.m.queued.Inc()
 		r.a.demand.Add(r.ns, r.svc, 0, 1)
 		code, held := 0, false

@@ -111,15 +111,28 @@ type Activator struct {
 	digest [32]byte
 	closed bool
 
+	loadMu sync.Mutex // guards the fields below
+	// lastLoadErr is why the newest Load was refused, nil when it put its
+	// file in force or found it in force already; lastLoadAt is when.
+	lastLoadErr error
+	lastLoadAt  time.Time
+
 	hijackMu sync.Mutex
 	hijacked map[net.Conn]struct{}
 	upgrades sync.WaitGroup
 }
 
-// table is what a request needs to find its route.
+// table is what a request needs to find its route, and what Status shows
+// of the configuration in force.
 type table struct {
 	router *router
 	cfg    *Config
+	// routes run cfg.Routes, in the same order.
+	routes []*route
+	// version counts the configurations Apply put in force, this one
+	// included; loadedAt is when it did.
+	version  uint64
+	loadedAt time.Time
 }
 
 // route is the running state of one configured route.
@@ -266,7 +279,8 @@ func (a *Activator) Apply(cfg *Config) error {
 		list[i] = r
 		created = append(created, r)
 	}
-	a.table.Store(&table{router: newRouter(cfg.Routes, list), cfg: cfg})
+	a.table.Store(&table{router: newRouter(cfg.Routes, list), cfg: cfg, routes: list,
+		version: a.table.Load().version + 1, loadedAt: time.Now()})
 	// A route rebuilt under the same name takes over its predecessor's
 	// endpoints, with their requests in flight and their connections,
 	// before it subscribes: its first endpoint update keeps those still
@@ -295,6 +309,10 @@ func (a *Activator) Apply(cfg *Config) error {
 	a.digest = cfg.digest
 	a.m.routes.Set(float64(len(next)))
 	a.m.reloadSuccess.SetToCurrentTime()
+	// A refused file is older than the configuration now in force.
+	a.loadMu.Lock()
+	a.lastLoadErr = nil
+	a.loadMu.Unlock()
 	a.m.reloadFailed.Set(0)
 	return nil
 }
@@ -530,8 +548,21 @@ func (a *Activator) trackHijacked(c net.Conn, add bool) {
 }
 
 // Load reads the configuration file and applies it. A file identical to
-// the one in force is not applied again.
+// the one in force is not applied again. Status reports the outcome.
 func (a *Activator) Load(path string) (changed bool, err error) {
+	changed, err = a.load(path)
+	a.loadMu.Lock()
+	a.lastLoadErr, a.lastLoadAt = err, time.Now()
+	a.loadMu.Unlock()
+	if err != nil {
+		a.m.reloadFailed.Set(1)
+	} else {
+		a.m.reloadFailed.Set(0)
+	}
+	return changed, err
+}
+
+func (a *Activator) load(path string) (changed bool, err error) {
 	cfg, err := LoadConfig(path)
 	if err == nil {
 		err = a.Check(cfg)
@@ -554,14 +585,12 @@ func (a *Activator) reload(path string) {
 	changed, err := a.Load(path)
 	if err != nil {
 		a.m.reloads.WithLabelValues("failure").Inc()
-		a.m.reloadFailed.Set(1)
 		for _, line := range strings.Split(err.Error(), "\n") {
 			a.logger.Error("configuration rejected; the running one stays", "problem", line)
 		}
 		return
 	}
 	if !changed {
-		a.m.reloadFailed.Set(0)
 		return
 	}
 	a.m.reloads.WithLabelValues("success").Inc()
