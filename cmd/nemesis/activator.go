@@ -19,6 +19,7 @@ import (
 
 	"github.com/k8s-nemesis/nemesis/activator"
 	"github.com/k8s-nemesis/nemesis/demand"
+	"github.com/k8s-nemesis/nemesis/internal/statuspage"
 	"github.com/k8s-nemesis/nemesis/kube"
 	"github.com/k8s-nemesis/nemesis/metrics"
 )
@@ -53,7 +54,7 @@ func parseActivatorFlags(args []string, stderr io.Writer) (*activatorConfig, err
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.config, "config", "", "activator configuration file (routes); reloaded on change (required)")
 	fs.StringVar(&c.httpAddress, "http-address", ":8080", "address of the proxy (HTTP/1.1 and h2c)")
-	fs.StringVar(&c.adminAddress, "admin-address", ":9090", "address serving /metrics, /healthz, /readyz, the demand stream /demand/watch and the status /api/v1/status; unauthenticated: keep it cluster-internal")
+	fs.StringVar(&c.adminAddress, "admin-address", ":9090", "address serving the status page (/), /metrics, /healthz, /readyz, the demand stream /demand/watch and the status /api/v1/status; unauthenticated: keep it cluster-internal")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "on shutdown, how long in-flight and held requests may finish")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second, "on shutdown, how long /readyz fails before the proxy stops accepting, so that load balancers move away")
 	fs.DurationVar(&c.configResync, "config-resync", 30*time.Second, "re-read the configuration this often even without a file event")
@@ -218,6 +219,7 @@ func runActivator(ctx context.Context, args []string, stderr io.Writer) error {
 		mux := proc.adminMux(&ready, func() string { return fmt.Sprintf("%d routes", len(act.Config().Routes)) })
 		mux.Handle("GET "+demand.WatchPath, tracker.Handler())
 		act.RegisterAPI(mux)
+		statuspage.RegisterActivator(mux, act, statuspage.ActivatorOptions{Logger: logger})
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		// Shutdown would wait for the open demand streams forever.
 		srv.RegisterOnShutdown(tracker.Close)

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/k8s-nemesis/nemesis/activator"
 	"github.com/k8s-nemesis/nemesis/externalscaler"
 	"github.com/k8s-nemesis/nemesis/internal/promtest"
 )
@@ -249,6 +252,119 @@ func TestStatusPages(t *testing.T) {
 	if want := 2 + len(after.Decisions); n != want {
 		t.Errorf("without JavaScript: %d rows and records, want %d", n, want)
 	}
+
+	checkActivatorPage(t, ctx, shots)
+}
+
+// checkActivatorPage runs an activator before two slow backends, holds
+// requests in its queue, and checks its page against /api/v1/status.
+func checkActivatorPage(t *testing.T, ctx context.Context, shots string) {
+	// Backends as model servers behave: slow to answer (here, until the
+	// test lets them), and closing idle keep-alive connections after 2s.
+	release := make(chan struct{})
+	var backends []string
+	for range 2 {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+			fmt.Fprintln(w, "done")
+		}))
+		srv.Config.IdleTimeout = 2 * time.Second
+		srv.Start()
+		t.Cleanup(srv.Close)
+		backends = append(backends, `"`+srv.Listener.Addr().String()+`"`)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+
+	cfgPath := filepath.Join(t.TempDir(), "activator.yaml")
+	cfg := "routes:\n  - name: chat\n    match: {pathPrefix: /v1/}\n    endpoints: [" + strings.Join(backends, ", ") + "]\n" +
+		"    policy: least-request\n    queue: {size: 100, timeout: 1m}\n    endpointConcurrency: 1\n"
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	startCommand(t, "activator", "--config", cfgPath, "--http-address", httpAddr, "--admin-address", adminAddr, "--config-resync", "200ms")
+	adminURL := "http://" + adminAddr
+	waitHTTP(t, adminURL+"/readyz")
+
+	// Four requests: one in flight on each backend, two held.
+	reqCtx, cancelReqs := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { once.Do(func() { close(release) }); cancelReqs(); wg.Wait() })
+	for range 4 {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(reqCtx, http.MethodPost, "http://"+httpAddr+"/v1/completions", strings.NewReader(`{"prompt": "hi"}`))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	var st activator.Status
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		getJSONInto(t, adminURL+"/api/v1/status", &st)
+		if len(st.Routes) == 1 && st.Routes[0].QueueDepth == 2 && st.Routes[0].InFlight == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the activator did not hold 2 and proxy 2: %+v", st)
+		}
+	}
+	// A refused reload: the configuration in force keeps serving.
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(cfg, "least-request", "fastest", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); st.LastReloadError == ""; time.Sleep(50 * time.Millisecond) {
+		getJSONInto(t, adminURL+"/api/v1/status", &st)
+		if time.Now().After(deadline) {
+			t.Fatalf("the broken configuration was not refused: %+v", st)
+		}
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(adminURL+"/"), chromedp.WaitVisible(chromedp.CSS("#route-table"))); err != nil {
+		t.Fatal(err)
+	}
+	type route struct{ Name, Policy, Match, QueueDepth, InFlight string }
+	type endpoint struct{ Address, State, InFlight string }
+	page, err := chromedp.Run(ctx, chromedp.Evaluate[struct {
+		Version   string
+		Problems  []string
+		Routes    []route
+		Endpoints []endpoint
+	}](`({
+		Version: document.getElementById("config-version").textContent.trim(),
+		Problems: [...document.querySelectorAll("#reload-problems li")].map(li => li.textContent.trim()),
+		Routes: [...document.querySelectorAll("#route-table tbody tr[data-route]")].map(tr => ({
+			Name: tr.dataset.route, Policy: tr.querySelector(".policy").textContent.trim(), Match: tr.querySelector(".match").textContent.trim(),
+			QueueDepth: tr.querySelector(".queue-depth").textContent.trim(), InFlight: tr.querySelector(".inflight").textContent.trim()})),
+		Endpoints: [...document.querySelectorAll("table.endpoint-table tbody tr[data-endpoint]")].map(tr => ({
+			Address: tr.dataset.endpoint, State: tr.querySelector(".state").textContent.trim(), InFlight: tr.querySelector(".inflight").textContent.trim()})),
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	getJSONInto(t, adminURL+"/api/v1/status", &st)
+	r := st.Routes[0]
+	if page.Version != fmt.Sprint(st.ConfigVersion) || len(page.Routes) != 1 ||
+		page.Routes[0] != (route{r.Name, r.Policy, r.Match, fmt.Sprint(r.QueueDepth), fmt.Sprint(r.InFlight)}) {
+		t.Errorf("page version %s, routes %+v; API version %d, route %+v", page.Version, page.Routes, st.ConfigVersion, r)
+	}
+	if len(page.Endpoints) != len(r.Endpoints) {
+		t.Fatalf("page endpoints %+v, API %+v", page.Endpoints, r.Endpoints)
+	}
+	for i, e := range r.Endpoints {
+		if want := (endpoint{e.Address, e.State, fmt.Sprint(e.InFlight)}); page.Endpoints[i] != want || e.InFlight != 1 || e.State != activator.EndpointReady {
+			t.Errorf("endpoint %d: page %+v, API %+v", i, page.Endpoints[i], e)
+		}
+	}
+	if len(page.Problems) == 0 || !strings.HasPrefix(page.Problems[0], cfgPath+":5:13: ") || !strings.Contains(page.Problems[0], "fastest") {
+		t.Errorf("reload problems on the page %q, want the refused file's file:line:column", page.Problems)
+	}
+	screenshot(t, ctx, filepath.Join(shots, "activator.png"))
 }
 
 // newBrowser starts a headless Chromium for the test, stopped when it ends.

@@ -78,6 +78,7 @@ func funcs() template.FuncMap {
 			return age(time.Duration(v * float64(time.Second)))
 		},
 		"deref":         func(v *int64) int64 { return *v },
+		"deref64":       func(v *float64) float64 { return *v },
 		"refreshMillis": func() int64 { return RefreshEvery.Milliseconds() },
 		"assets":        func() string { return AssetsPath },
 	}
