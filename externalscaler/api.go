@@ -2,6 +2,9 @@ package externalscaler
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -99,6 +102,43 @@ func (s *Server) RegisterAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/rulesets", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.RuleSets())
 	})
+}
+
+// RegisterTryAPI serves POST /api/v1/try on mux: the body is a rule file
+// (at most TryMaxBytes), the query names the ScaledObject
+// (object=namespace/name) and, when the file holds several, the rule set
+// (ruleSet=name). It answers {"decision": record} after one evaluation
+// (see Try), or {"error", "problems"}. Only for the --ui-try flag: it runs
+// the caller's queries on Prometheus.
+func (s *Server) RegisterTryAPI(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/try", func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, TryMaxBytes))
+		if err != nil {
+			msg := err.Error()
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				msg = fmt.Sprintf("the rule file is larger than %d KiB", TryMaxBytes>>10)
+			}
+			writeJSON(w, http.StatusRequestEntityTooLarge, tryResponse{Error: "reading the rule file: " + msg})
+			return
+		}
+		rec, code, err := s.TryObject(r.Context(), data, r.URL.Query().Get("ruleSet"), r.URL.Query().Get("object"))
+		if err != nil {
+			resp := tryResponse{Error: err.Error()}
+			if te, ok := errors.AsType[*TryError](err); ok {
+				resp.Problems = te.Problems
+			}
+			writeJSON(w, code, resp)
+			return
+		}
+		writeJSON(w, code, tryResponse{Decision: &rec})
+	})
+}
+
+// tryResponse is the body of POST /api/v1/try.
+type tryResponse struct {
+	Decision *Record   `json:"decision,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Problems []Problem `json:"problems,omitempty"`
 }
 
 type decisionsResponse struct {

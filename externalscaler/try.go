@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -106,6 +107,24 @@ func (s *Server) Try(ctx context.Context, data []byte, ruleSet, namespace, name 
 	v := r.view(0)
 	v.prev, v.hasPrev = prev, hasPrev
 	return v.build(namespace, name), nil
+}
+
+// TryObject is Try for object, written namespace/name, with the HTTP
+// status code of its outcome: 200, 400 for an object not so written, 404
+// for an unknown ScaledObject, 422 for a rule file that cannot be tried.
+func (s *Server) TryObject(ctx context.Context, data []byte, ruleSet, object string) (Record, int, error) {
+	ns, name, ok := strings.Cut(object, "/")
+	if !ok || ns == "" || name == "" {
+		return Record{}, http.StatusBadRequest, fmt.Errorf("choose a ScaledObject as namespace/name, not %q", object)
+	}
+	rec, err := s.Try(ctx, data, ruleSet, ns, name)
+	switch {
+	case err == nil:
+		return rec, http.StatusOK, nil
+	case errors.Is(err, ErrUnknownScaledObject):
+		return rec, http.StatusNotFound, err
+	}
+	return rec, http.StatusUnprocessableEntity, err
 }
 
 // pickRuleSet is the rule set named name among sets, or the only one when

@@ -3,11 +3,9 @@ package statuspage
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -23,7 +21,8 @@ type ScalerSource interface {
 	Decisions() []externalscaler.Record
 	History(namespace, name string) ([]externalscaler.Record, bool)
 	RuleSets() externalscaler.RuleSetsResponse
-	Try(ctx context.Context, data []byte, ruleSet, namespace, name string) (externalscaler.Record, error)
+	TryObject(ctx context.Context, data []byte, ruleSet, object string) (externalscaler.Record, int, error)
+	RegisterTryAPI(mux *http.ServeMux)
 }
 
 var _ ScalerSource = (*externalscaler.Server)(nil)
@@ -54,7 +53,7 @@ func RegisterScaler(mux *http.ServeMux, src ScalerSource, opts ScalerOptions) {
 	})
 	if opts.Try {
 		mux.HandleFunc("POST /try", p.tryForm)
-		mux.HandleFunc("POST /api/v1/try", p.tryAPI)
+		src.RegisterTryAPI(mux)
 	}
 }
 
@@ -144,7 +143,7 @@ func (p *scalerPages) tryForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.Object, st.RuleSet, st.Rules = r.PostForm.Get("object"), strings.TrimSpace(r.PostForm.Get("ruleSet")), r.PostForm.Get("rules")
-	rec, code, err := p.try(r.Context(), []byte(st.Rules), st.RuleSet, st.Object)
+	rec, code, err := p.src.TryObject(r.Context(), []byte(st.Rules), st.RuleSet, st.Object)
 	if err != nil {
 		st.Error = err.Error()
 		if te, ok := errors.AsType[*externalscaler.TryError](err); ok && len(te.Problems) > 0 {
@@ -156,65 +155,12 @@ func (p *scalerPages) tryForm(w http.ResponseWriter, r *http.Request) {
 	p.serve(w, r, code, st)
 }
 
-// tryAPI is the form's JSON twin: the body is the rule file, the query
-// names the ScaledObject (object=namespace/name) and the rule set.
-func (p *scalerPages) tryAPI(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, externalscaler.TryMaxBytes))
-	if err != nil {
-		writeJSON(w, http.StatusRequestEntityTooLarge, tryResponse{Error: "reading the rule file: " + tooLarge(err)})
-		return
-	}
-	rec, code, err := p.try(r.Context(), data, r.URL.Query().Get("ruleSet"), r.URL.Query().Get("object"))
-	if err != nil {
-		resp := tryResponse{Error: err.Error()}
-		if te, ok := errors.AsType[*externalscaler.TryError](err); ok {
-			resp.Problems = te.Problems
-		}
-		writeJSON(w, code, resp)
-		return
-	}
-	writeJSON(w, code, tryResponse{Decision: &rec})
-}
-
-// tryResponse is the body of POST /api/v1/try.
-type tryResponse struct {
-	Decision *externalscaler.Record   `json:"decision,omitempty"`
-	Error    string                   `json:"error,omitempty"`
-	Problems []externalscaler.Problem `json:"problems,omitempty"`
-}
-
-// try runs the source's Try for object ("namespace/name") and says which
-// status code its outcome is.
-func (p *scalerPages) try(ctx context.Context, data []byte, ruleSet, object string) (externalscaler.Record, int, error) {
-	ns, name, ok := strings.Cut(object, "/")
-	if !ok || ns == "" || name == "" {
-		return externalscaler.Record{}, http.StatusBadRequest, fmt.Errorf("choose a ScaledObject as namespace/name, not %q", object)
-	}
-	rec, err := p.src.Try(ctx, data, ruleSet, ns, name)
-	switch {
-	case err == nil:
-		return rec, http.StatusOK, nil
-	case errors.Is(err, externalscaler.ErrUnknownScaledObject):
-		return rec, http.StatusNotFound, err
-	}
-	return rec, http.StatusUnprocessableEntity, err
-}
-
 // tooLarge words a request body over its limit for a person.
 func tooLarge(err error) string {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return fmt.Sprintf("the rule file is larger than %d KiB", externalscaler.TryMaxBytes>>10)
 	}
 	return err.Error()
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away; nothing to tell it
 }
 
 // recordID is a record's anchor on the page: stable across reloads, so
