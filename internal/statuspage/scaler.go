@@ -16,6 +16,11 @@ import (
 	"github.com/k8s-nemesis/nemesis/externalscaler"
 )
 
+// MaxRows bounds the rows of the scaler's ScaledObjects table, so that a
+// scaler serving thousands of ScaledObjects does not send megabytes to a
+// browser every RefreshEvery; the JSON API lists them all.
+const MaxRows = 500
+
 // ScalerSource is what the scaler's page shows: *externalscaler.Server.
 type ScalerSource interface {
 	Decisions() []externalscaler.Record
@@ -69,6 +74,8 @@ type scalerPage struct {
 	RuleSets externalscaler.RuleSetsResponse
 	// Objects are the newest records of every trigger and shadow rule set.
 	Objects []externalscaler.Record
+	// Total counts the records before the table was cut at MaxRows.
+	Total int
 	// Names are the ScaledObjects known, "namespace/name", sorted.
 	Names []string
 	// Selected is the ScaledObject whose history is shown ("" for none),
@@ -102,9 +109,13 @@ func (p *scalerPages) serve(w http.ResponseWriter, r *http.Request, code int, tr
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), boolCmp(a.Shadow, b.Shadow), cmp.Compare(a.RuleSet, b.RuleSet))
 	})
 	for _, rec := range page.Objects {
-		if n := rec.Namespace + "/" + rec.Name; !slices.Contains(page.Names, n) {
-			page.Names = append(page.Names, n)
+		if n := rec.Namespace + "/" + rec.Name; len(page.Names) == 0 || page.Names[len(page.Names)-1] != n {
+			page.Names = append(page.Names, n) // sorted above: one run per ScaledObject
 		}
+	}
+	// A page for people: past MaxRows the JSON API has the rest.
+	if page.Total = len(page.Objects); page.Total > MaxRows {
+		page.Objects = page.Objects[:MaxRows]
 	}
 	page.Selected = r.URL.Query().Get("object")
 	if page.Selected == "" && try != nil {

@@ -292,3 +292,40 @@ func (n *node) attr(name string) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// manyObjects is a scaler source with n ScaledObjects, one record each.
+type manyObjects struct{ n int }
+
+func (m manyObjects) Decisions() []externalscaler.Record {
+	recs := make([]externalscaler.Record, m.n)
+	for i := range recs {
+		recs[i] = externalscaler.Record{Namespace: "ml", Name: "model-" + strconv.Itoa(100000+i), RuleSet: "chat", Replicas: int64(i % 7), Time: time.Unix(int64(i), 0)}
+	}
+	return recs
+}
+func (manyObjects) History(string, string) ([]externalscaler.Record, bool) { return nil, false }
+func (manyObjects) RuleSets() externalscaler.RuleSetsResponse {
+	return externalscaler.RuleSetsResponse{}
+}
+func (manyObjects) TryObject(context.Context, []byte, string, string) (externalscaler.Record, int, error) {
+	return externalscaler.Record{}, 0, nil
+}
+func (manyObjects) RegisterTryAPI(*http.ServeMux) {}
+
+func TestScalerPageBounded(t *testing.T) {
+	mux := http.NewServeMux()
+	RegisterScaler(mux, manyObjects{n: MaxRows + 100}, ScalerOptions{})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	_, _, body := fetch(t, "GET", srv.URL+"/?object=ml/model-100000", "", "")
+	doc := parseHTML(t, body)
+	if n := len(doc.all("#object-table tbody tr[data-object]")); n != MaxRows {
+		t.Errorf("%d rows, want %d", n, MaxRows)
+	}
+	if got := doc.text("#objects-cut"); !strings.HasPrefix(got, "Showing the first 500 of 600 decisions") {
+		t.Errorf("cut notice %q", got)
+	}
+	if n := len(doc.all("#try-object option")); n != 0 {
+		t.Errorf("%d try options without --ui-try", n)
+	}
+}
