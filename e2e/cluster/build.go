@@ -20,6 +20,8 @@ type Binaries struct {
 	ControllerManager string
 	KEDAOperator      string
 	KEDAAdapter       string
+	// Kubectl is kubectl of the control plane's release.
+	Kubectl string
 	// KEDACRDs is the directory of KEDA's CRDs (config/crd/bases in KEDA's
 	// module).
 	KEDACRDs string
@@ -116,7 +118,7 @@ func buildRepo(ctx context.Context, repo, dir string) (map[string]string, error)
 func Build(ctx context.Context, logger *slog.Logger, repo, cacheDir, binDir string) (*Binaries, error) {
 	kube, err := buildTools(ctx, logger, repo, cacheDir, toolSet{
 		dir:      "e2e/tools/kube",
-		packages: []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"},
+		packages: []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager", "k8s.io/kubernetes/cmd/kubectl"},
 	})
 	if err != nil {
 		return nil, err
@@ -141,6 +143,7 @@ func Build(ctx context.Context, logger *slog.Logger, repo, cacheDir, binDir stri
 		ControllerManager: filepath.Join(kube, "kube-controller-manager"),
 		KEDAOperator:      filepath.Join(keda, "operator"),
 		KEDAAdapter:       filepath.Join(keda, "adapter"),
+		Kubectl:           filepath.Join(kube, "kubectl"),
 		KEDACRDs:          filepath.Join(kedaMod, "config", "crd", "bases"),
 		Images:            images,
 	}, nil

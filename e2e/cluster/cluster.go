@@ -18,6 +18,10 @@ type Provider interface {
 type Cluster struct {
 	// Kubeconfig is an admin kubeconfig file.
 	Kubeconfig string
+	// Kubectl is a kubectl command for the cluster: the local provider's
+	// is built with (and of the same release as) its control plane; kind's
+	// is the one on PATH.
+	Kubectl string
 	// Config is the admin client configuration; Client a clientset of it.
 	Config *rest.Config
 	Client kubernetes.Interface

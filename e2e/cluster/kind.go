@@ -161,6 +161,7 @@ func (k *Kind) Start(ctx context.Context) (c *Cluster, err error) {
 	}
 	return &Cluster{
 		Kubeconfig:       kubeconfig,
+		Kubectl:          "kubectl",
 		Config:           cfg,
 		Client:           client,
 		PrometheusURL:    "http://" + promAddr,

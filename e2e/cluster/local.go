@@ -391,6 +391,7 @@ func (l *Local) Start(ctx context.Context) (c *Cluster, err error) {
 	proxies := newServiceProxies(runCtx, client, logger)
 	return &Cluster{
 		Kubeconfig:       kubeconfig,
+		Kubectl:          bins.Kubectl,
 		Config:           cfg,
 		Client:           client,
 		PrometheusURL:    promURL,
