@@ -3,12 +3,18 @@
 package scenarios
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,4 +87,90 @@ func checkScaleOutEvents(t *testing.T, namespace string, want []int32) string {
 		t.Errorf("the ScaledObject's Events do not list the scale-out %v in order: %s", want, strings.Join(seen, ", "))
 	}
 	return fmt.Sprintf("%d Events (%d NemesisScaledUp)", len(seen), len(ups))
+}
+
+// describeScaledObject runs the real `kubectl describe scaledobject sample
+// -n namespace` against the cluster (the cluster's kubectl and admin
+// kubeconfig), saves its whole output as describe-scaledobject.txt in the
+// cluster's directory (the path is logged), and checks that its Events
+// section shows every Event of the scaler that the API serves on the
+// ScaledObject, each as a row of its type, reason and note as the API
+// has them, with NemesisScaledUp rows for the replica counts of want. The
+// order of the rows is not checked: kubectl sorts them by lastTimestamp,
+// which Events of the events.k8s.io API leave empty. It returns a summary
+// for the report.
+func describeScaledObject(t *testing.T, namespace string, want []int32) string {
+	t.Helper()
+	evs := scaledObjectEvents(t, namespace) // listed first: describe shows these and maybe newer ones
+	ctx, cancel := context.WithTimeout(env.ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, env.c.Kubectl, "--kubeconfig", env.c.Kubeconfig,
+		"--cache-dir", filepath.Join(env.c.Dir, "kubectl-cache"),
+		"describe", "scaledobject", "sample", "-n", namespace)
+	cmd.WaitDelay = 5 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	file := filepath.Join(env.c.Dir, "describe-scaledobject.txt")
+	if werr := os.WriteFile(file, out, 0o644); werr != nil {
+		t.Errorf("saving kubectl describe's output: %v", werr)
+	}
+	t.Logf("kubectl describe scaledobject sample -n %s: output in %s", namespace, file)
+	if err != nil {
+		t.Fatalf("kubectl describe scaledobject sample -n %s: %v\n%s", namespace, err, stderr.Bytes())
+	}
+	rows, ok := describedEvents(string(out))
+	if !ok {
+		t.Fatalf("kubectl describe printed no Events section:\n%s", out)
+	}
+	for _, e := range evs {
+		if !slices.ContainsFunc(rows, func(r string) bool { return describesEvent(r, e) }) {
+			t.Errorf("kubectl describe's Events do not show %s %s %q; see %s", e.Type, e.Reason, e.Message, file)
+		}
+	}
+	var ups []string
+	for _, r := range rows {
+		if strings.Fields(r)[1] == "NemesisScaledUp" {
+			ups = append(ups, r)
+		}
+	}
+	for _, n := range want {
+		if !slices.ContainsFunc(ups, func(r string) bool {
+			return strings.Contains(r, " replicas ") && strings.Contains(r, fmt.Sprintf(" → %d: ", n))
+		}) {
+			t.Errorf("kubectl describe's Events show no NemesisScaledUp \"replicas … → %d: …\"; see %s", n, file)
+		}
+	}
+	return fmt.Sprintf("kubectl describe shows %d Events, %d NemesisScaledUp (%s)", len(rows), len(ups), file)
+}
+
+// describedEvents returns the rows of the Events section of a `kubectl
+// describe` output: "  <type>  <reason>  <age>  <from>  <message>", the
+// age possibly "35s (x2 over 50s)". It returns false if there is no
+// Events section.
+func describedEvents(out string) ([]string, bool) {
+	i := strings.LastIndex(out, "\nEvents:")
+	if i < 0 {
+		return nil, false
+	}
+	var rows []string
+	for _, line := range strings.Split(out[i+1:], "\n") {
+		if f := strings.Fields(line); len(f) >= 5 && (f[0] == "Normal" || f[0] == "Warning") {
+			rows = append(rows, line)
+		}
+	}
+	return rows, true
+}
+
+// describesEvent reports whether row of describedEvents is e as kubectl
+// prints it: its type, reason, source (the reporting controller for the
+// events.k8s.io API's Events) and note.
+func describesEvent(row string, e corev1.Event) bool {
+	from := e.Source.Component
+	if from == "" {
+		from = e.ReportingController
+	}
+	f := strings.Fields(row)
+	return len(f) >= 5 && f[0] == e.Type && f[1] == e.Reason && strings.Contains(row, " "+from+" ") &&
+		strings.HasSuffix(row, " "+strings.TrimSpace(e.Message))
 }

@@ -168,7 +168,8 @@ func TestScaleOut(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	bt := checkBacktest(t, ns, "demand", cooldown, tl, end)
 	ev := checkScaleOutEvents(t, ns, []int32{1, 2, 3, 4})
-	env.report("scale-out", "%s; %s; %s; %s", strings.Join(steps, ", "), st, bt, ev)
+	desc := describeScaledObject(t, ns, []int32{1, 2, 3, 4})
+	env.report("scale-out", "%s; %s; %s; %s; %s", strings.Join(steps, ", "), st, bt, ev, desc)
 }
 
 // Scenario 3: load falls, replicas follow it down while pods terminate
