@@ -19,7 +19,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	"golang.org/x/sync/singleflight"
 	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -114,7 +113,8 @@ type Server struct {
 	logger *slog.Logger
 	tracer trace.Tracer
 	m      *scalerMetrics
-	group  singleflight.Group
+	// flights runs one evaluation per trigger at a time (decideKey).
+	flights *flights
 
 	mu      sync.Mutex
 	objects map[string]*object
@@ -223,6 +223,7 @@ func New(r Rules, q Querier, opts Options) *Server {
 	return &Server{
 		rules:      r,
 		q:          q,
+		flights:    newFlights(),
 		opts:       opts,
 		logger:     opts.Logger,
 		tracer:     opts.TracerProvider.Tracer("github.com/k8s-nemesis/nemesis/externalscaler"),
@@ -377,18 +378,18 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 	// The evaluation runs detached from the cancellation of the caller that
 	// started it (see below); each caller stops waiting when its own ctx
 	// ends.
-	ch := s.group.DoChan(flight, func() (any, error) {
+	f := s.flights.do(flight, func() answer {
 		s.mu.Lock()
 		o, err := s.resolve(key, ref)
 		if err != nil {
 			s.mu.Unlock()
-			return answer{err: err}, nil
+			return answer{err: err}
 		}
 		now := s.opts.Now()
 		if !fresh && !o.answerAt.IsZero() && now.Sub(o.answerAt) < s.opts.ReuseFor {
 			a := o.answer
 			s.mu.Unlock()
-			return a, nil
+			return a
 		}
 		rs, queries, service, res := o.rs, o.queries, o.service, o.res
 		var shadows []*shadowRun
@@ -424,11 +425,11 @@ func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObject
 			wg.Wait()
 			s.concludeShadows(o, ref, shadows)
 		}
-		return a, nil
+		return a
 	})
 	select {
-	case r := <-ch:
-		a := r.Val.(answer)
+	case <-f.done:
+		a := f.a
 		if a.obj != nil && !a.obj.countCall(a.seq) {
 			s.mu.Lock()
 			a.obj.records.count(a.seq)
