@@ -14,7 +14,7 @@ import (
 
 // openPushStream opens StreamIsActive over e's real listener and returns
 // what it receives: each pushed state, then the error that ended it.
-func openPushStream(t *testing.T, e *scalerEnv, r *pb.ScaledObjectRef) (<-chan bool, <-chan error) {
+func openPushStream(t *testing.T, e *scalerEnv, r *pb.ScaledObjectRef) (<-chan bool, chan error) {
 	t.Helper()
 	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -46,7 +46,7 @@ func openPushStream(t *testing.T, e *scalerEnv, r *pb.ScaledObjectRef) (<-chan b
 }
 
 // expectPushed waits for the next push to be want.
-func expectPushed(t *testing.T, pushed <-chan bool, ended <-chan error, want bool, what string) {
+func expectPushed(t *testing.T, pushed <-chan bool, ended chan error, want bool, what string) {
 	t.Helper()
 	select {
 	case v := <-pushed:
@@ -54,6 +54,17 @@ func expectPushed(t *testing.T, pushed <-chan bool, ended <-chan error, want boo
 			t.Fatalf("%s: pushed %v, want %v", what, v, want)
 		}
 	case err := <-ended:
+		// The reader hands over each push before the end, but a select
+		// that finds both ready picks either: a push waiting is first.
+		select {
+		case v := <-pushed:
+			ended <- err // for expectDrained; the buffer of 1 is empty again
+			if v != want {
+				t.Fatalf("%s: pushed %v, want %v", what, v, want)
+			}
+			return
+		default:
+		}
 		t.Fatalf("%s: the stream ended (%v) before %v was pushed", what, err, want)
 	case <-time.After(5 * time.Second):
 		t.Fatalf("%s: nothing pushed within 5s", what)
