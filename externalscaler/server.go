@@ -371,14 +371,14 @@ func (s *Server) decide(ctx context.Context, ref *pb.ScaledObjectRef, fresh bool
 func (s *Server) decideKey(ctx context.Context, key string, ref *pb.ScaledObjectRef, fresh bool) answer {
 	// A fresh caller must not join an evaluation that started before what
 	// it was woken for.
-	flight := key
+	flightKey := key
 	if fresh {
-		flight += "\x00fresh"
+		flightKey += "\x00fresh"
 	}
 	// The evaluation runs detached from the cancellation of the caller that
 	// started it (see below); each caller stops waiting when its own ctx
 	// ends.
-	f := s.flights.do(flight, func() answer {
+	f := s.flights.do(flightKey, func() answer {
 		s.mu.Lock()
 		o, err := s.resolve(key, ref)
 		if err != nil {

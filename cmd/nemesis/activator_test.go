@@ -194,23 +194,8 @@ func TestActivatorStatusAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"activator", "--config", path, "--http-address", httpAddr, "--admin-address", adminAddr,
-			"--shutdown-delay", "0s", "--drain-timeout", "5s", "--config-resync", "100ms", "--log-level", "error"}, io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("activator exited with %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("activator did not stop within 20s")
-		}
-	}()
+	startCommand(t, "activator", "--config", path, "--http-address", httpAddr, "--admin-address", adminAddr,
+		"--shutdown-delay", "0s", "--drain-timeout", "5s", "--config-resync", "100ms", "--log-level", "error")
 	// Before the activator drains and the backend closes, even if the
 	// test fails early.
 	unblock := sync.OnceFunc(func() { close(release) })
@@ -306,6 +291,25 @@ func TestActivatorStatusAPI(t *testing.T) {
 	if r := <-slow; r != "200 backend" {
 		t.Errorf("held request: %s", r)
 	}
+}
+
+// startCommand runs `nemesis args…` in-process until the test ends.
+func startCommand(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, io.Discard, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("nemesis %s: %v", args[0], err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("nemesis %s did not exit within 15s", args[0])
+		}
+	})
 }
 
 // waitReady polls url until it answers 200, for up to 10 s.

@@ -81,7 +81,7 @@ func TestStatusPages(t *testing.T) {
 	startCommand(t, "scaler", "--rules", rulesPath, "--prometheus-url", prom.URL(), "--grpc-address", grpcAddr,
 		"--http-address", httpAddr, "--ui-try", "--query-cache-ttl", "100ms")
 	scalerURL := "http://" + httpAddr
-	waitHTTP(t, scalerURL+"/readyz")
+	waitReady(t, scalerURL+"/readyz")
 
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -289,7 +289,7 @@ func checkActivatorPage(t *testing.T, ctx context.Context, shots string) {
 	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
 	startCommand(t, "activator", "--config", cfgPath, "--http-address", httpAddr, "--admin-address", adminAddr, "--config-resync", "200ms")
 	adminURL := "http://" + adminAddr
-	waitHTTP(t, adminURL+"/readyz")
+	waitReady(t, adminURL+"/readyz")
 
 	// Four requests: one in flight on each backend, two held.
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
@@ -400,42 +400,6 @@ func screenshot(t *testing.T, ctx context.Context, path string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
-}
-
-// startCommand runs `nemesis args…` in-process until the test ends.
-func startCommand(t *testing.T, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, io.Discard, io.Discard) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("nemesis %s: %v", args[0], err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("nemesis %s did not exit within 15s", args[0])
-		}
-	})
-}
-
-// waitHTTP waits until url answers 200.
-func waitHTTP(t *testing.T, url string) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer 200 within 15s: %v", url, err)
-		}
-	}
 }
 
 func getJSONInto(t *testing.T, url string, v any) {
